@@ -1,0 +1,1 @@
+"""The Elastik core server: storage engine (``engine``) and HTTP layer (``app``)."""
