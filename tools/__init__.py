@@ -1,0 +1,1 @@
+"""Board deploy, sensor simulators, the README demo and ops helpers."""
