@@ -1,0 +1,395 @@
+"""What put, append and delete do, applied by the writer thread inside its transaction.
+
+Order of checks for every op (§6.3): D4 ledger guard, idempotency replay/conflict,
+existence (404), broken chain (500), precondition (412), size and quotas (413/507); then
+the state change and its audit event(s), in the same transaction. Effects that live
+outside SQLite (memory worlds, byte totals, the read cache, checkpoints) are staged in the
+batch context and published only after the commit succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from . import audit, idempotency, worldstore
+from .errors import (
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+    StorageFailure,
+    Unauthorized,
+)
+from .memory import MemoryStore
+from .model import Change, EngineConfig, World, WriteResult
+from .readcache import ReadCache
+from .worldstore import LEDGER
+from .writer import Op
+
+log = logging.getLogger("elastik.server.engine")
+
+LEDGER_GUARD_BODY = b"auth required: delete ledger is append-only\n"
+
+# How often the writer records verified checkpoints (D5) and prunes idempotency keys. A
+# crash loses at most this much checkpoint progress: the next start re-verifies those events.
+CHECKPOINT_INTERVAL_S = 30.0
+CHECKPOINT_MAX_DIRTY = 10_000
+IDEMPOTENCY_PRUNE_INTERVAL_S = 60.0
+
+
+@dataclass(slots=True)
+class Batch:
+    """Staged effects of one writer batch, visible to later ops of the same batch."""
+
+    now: float
+    timestamp: str
+    storage_used: int
+    memory: dict[str, World | None] = field(default_factory=dict)
+    memory_used: int = 0
+    worlds_delta: int = 0
+    cache: dict[str, World | None] = field(default_factory=dict)
+    checkpoints: dict[str, tuple[int, str] | None] = field(default_factory=dict)
+    ledger_created: bool = False
+    flushed_checkpoints: bool = False
+    replays: int = 0
+
+
+@dataclass
+class MutationStats:
+    idempotency_replays: int = 0
+    idempotency_conflicts: int = 0
+    idempotency_pruned: int = 0
+    ledger_writer_inits: int = 0
+    checkpoints_written: int = 0
+    precondition_failures: int = 0
+    quota_rejections: int = 0
+    broken_chain_refusals: int = 0
+
+
+class Mutations:
+    """The writer's BatchHandler: semantics of every write."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        cfg: EngineConfig,
+        memory: MemoryStore,
+        cache: ReadCache,
+        storage_used: int,
+        durable_worlds: int,
+        broken: dict[str, str],
+    ) -> None:
+        self.conn = conn
+        self.cfg = cfg
+        self.key = cfg.key
+        self.memory = memory
+        self.cache = cache
+        self.storage_used = storage_used
+        self.durable_worlds = durable_worlds
+        self.broken = broken  # world -> tail hmac at the time verify found the chain broken
+        self.stats = MutationStats()
+        self.dirty_checkpoints: dict[str, tuple[int, str]] = {}
+        self._last_checkpoint = time.monotonic()
+        self._last_prune = 0.0
+
+    # -- BatchHandler ----------------------------------------------------------------------
+
+    def begin(self) -> Batch:
+        now = time.time()
+        return Batch(
+            now=now,
+            timestamp=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)),
+            storage_used=self.storage_used,
+            memory_used=self.memory.used,
+        )
+
+    def apply(self, b: Batch, op: Op) -> None:
+        if op.world == LEDGER:
+            raise Unauthorized(LEDGER_GUARD_BODY)
+        idem = op.idempotency
+        if idem is not None:
+            try:
+                replay = idempotency.lookup(self.conn, idem, b.now, self.cfg.idempotency_window_s)
+            except Exception:
+                self.stats.idempotency_conflicts += 1
+                raise
+            if replay is not None:
+                b.replays += 1
+                op.result = replay
+                return
+        if op.memory:
+            self._apply_memory(b, op)
+        elif op.kind == "delete":
+            self._delete_durable(b, op)
+        elif op.kind == "put":
+            self._put_durable(b, op)
+        else:
+            self._append_durable(b, op)
+
+    def maintenance(self, b: Batch, force: bool) -> bool:
+        mono = time.monotonic()
+        if idempotency_due := (mono - self._last_prune >= IDEMPOTENCY_PRUNE_INTERVAL_S):
+            self._last_prune = mono
+            self.stats.idempotency_pruned += idempotency.prune(
+                self.conn, b.now, self.cfg.idempotency_window_s
+            )
+        pending = {**self.dirty_checkpoints, **b.checkpoints}
+        if pending and (
+            force
+            or mono - self._last_checkpoint >= CHECKPOINT_INTERVAL_S
+            or len(pending) >= CHECKPOINT_MAX_DIRTY
+        ):
+            rows = [(w, cp[0], cp[1]) for w, cp in pending.items() if cp is not None]
+            self.conn.executemany(
+                "INSERT INTO checkpoint(world, event_id, hmac) VALUES(?,?,?) ON CONFLICT(world)"
+                " DO UPDATE SET event_id=excluded.event_id, hmac=excluded.hmac",
+                rows,
+            )
+            b.flushed_checkpoints = True
+            self._last_checkpoint = mono
+            self.stats.checkpoints_written += len(rows)
+        return idempotency_due or b.flushed_checkpoints
+
+    def after_commit(self, b: Batch, ops: list[Op]) -> None:
+        self.storage_used = b.storage_used
+        self.durable_worlds += b.worlds_delta
+        for world, state in b.memory.items():
+            self.memory.set(world, state)
+        if b.cache:
+            self.cache.update_many(b.cache)
+        if b.flushed_checkpoints:
+            self.dirty_checkpoints.clear()
+        else:
+            for world, cp in b.checkpoints.items():
+                if cp is None:
+                    self.dirty_checkpoints.pop(world, None)
+                else:
+                    self.dirty_checkpoints[world] = cp
+        if b.ledger_created:
+            self.stats.ledger_writer_inits += 1
+        self.stats.idempotency_replays += b.replays
+        for op in ops:
+            if op.kind == "delete" and op.error is None and not op.memory:
+                self.broken.pop(op.world, None)
+
+    # -- durable worlds --------------------------------------------------------------------
+
+    def _head(self, world: str, *, with_body: bool) -> worldstore.Stored | None:
+        return worldstore.load(self.conn, world, with_body=with_body)
+
+    def _etag(self, world: str, st: worldstore.Stored) -> str:
+        if st.tail is not None:
+            return "hmac-" + st.tail.hmac
+        body = st.body
+        if body is None:
+            full = worldstore.load(self.conn, world, with_body=True)
+            body = b"" if full is None or full.body is None else full.body
+        return "sha256-" + audit.sha256_hex(body)
+
+    def _refuse_broken(self, world: str, st: worldstore.Stored) -> None:
+        """500 for writes to a chain known or seen to be broken (see STORAGE-DESIGN.md).
+
+        Checked on every write: the tail event must re-hash to its stored HMAC under our
+        key, and a world that verify() found broken stays refused while its tail is the one
+        verify saw. Events older than the tail are checked by verify and at startup.
+        """
+        tail = st.tail
+        if tail is None or tail.recomputed_hmac(self.key) != tail.hmac:
+            self.stats.broken_chain_refusals += 1
+            log.error("refusing write to %r: stored audit chain fails verification", world)
+            raise StorageFailure()
+        seen = self.broken.get(world)
+        if seen is not None and seen == tail.hmac:
+            self.stats.broken_chain_refusals += 1
+            raise StorageFailure()
+
+    def _check_storage(self, b: Batch, delta: int) -> None:
+        quota = self.cfg.max_storage_bytes
+        if quota > 0 and delta > 0 and b.storage_used + delta > quota:
+            self.stats.quota_rejections += 1
+            raise InsufficientStorage(b.storage_used, quota, b.storage_used + delta - quota)
+
+    def _check_world_size(self, size: int) -> None:
+        if size > self.cfg.max_world_bytes:
+            self.stats.quota_rejections += 1
+            raise PayloadTooLarge(f"payload too large: max bytes {self.cfg.max_world_bytes}\n")
+
+    def _precondition(self, op: Op, etag: str | None) -> None:
+        if op.precondition is not None:
+            try:
+                op.precondition(etag)
+            except Exception:
+                self.stats.precondition_failures += 1
+                raise
+
+    def _record(self, b: Batch, op: Op, result: WriteResult, change: Change) -> None:
+        if op.idempotency is not None:
+            idempotency.store(self.conn, op.idempotency, result, b.now)
+        op.result = result
+        op.change = change
+
+    def _put_durable(self, b: Batch, op: Op) -> None:
+        world, body = op.world, op.body
+        st = self._head(world, with_body=False)
+        if st is not None:
+            self._refuse_broken(world, st)
+        self._precondition(op, None if st is None else self._etag(world, st))
+        self._check_world_size(len(body))
+        self._check_storage(b, len(body) - (0 if st is None else st.size))
+        headers = tuple(sorted(op.headers))
+        prev = "" if st is None or st.tail is None else st.tail.hmac
+        body_sha = audit.sha256_hex(body)
+        meta = audit.meta_sha256(op.content_type, headers)
+        mac = audit.event_hmac(
+            self.key, prev, "put", world, body_sha, len(body), op.content_type, meta
+        )
+        worldstore.upsert_world(
+            self.conn, world, body, op.content_type, worldstore.encode_headers(headers)
+        )
+        eid = worldstore.insert_event(
+            self.conn,
+            world,
+            b.timestamp,
+            ("put", world, body_sha, len(body), op.content_type, meta, mac, prev),
+            headers,
+        )
+        etag = "hmac-" + mac
+        self._record(
+            b, op, WriteResult(201 if st is None else 200, etag), Change("put", world, etag)
+        )
+        b.storage_used += len(body) - (0 if st is None else st.size)
+        if st is None:
+            b.worlds_delta += 1
+        b.cache[world] = World(world, body, op.content_type, headers, etag, True)
+        b.checkpoints[world] = (eid, mac)
+
+    def _append_durable(self, b: Batch, op: Op) -> None:
+        world = op.world
+        st = self._head(world, with_body=True)
+        if st is None:
+            raise NotFound()
+        self._refuse_broken(world, st)
+        self._precondition(op, self._etag(world, st))
+        old = st.body or b""
+        self._check_world_size(len(old) + len(op.body))
+        self._check_storage(b, len(op.body))
+        body = old + op.body
+        assert st.tail is not None  # _refuse_broken guarantees a tail
+        body_sha = audit.sha256_hex(body)
+        meta = audit.meta_sha256(st.content_type, st.headers)
+        prev = st.tail.hmac
+        mac = audit.event_hmac(
+            self.key, prev, "append", world, body_sha, len(body), st.content_type, meta
+        )
+        worldstore.update_body(self.conn, world, body)
+        eid = worldstore.insert_event(
+            self.conn,
+            world,
+            b.timestamp,
+            ("append", world, body_sha, len(body), st.content_type, meta, mac, prev),
+            st.headers,
+        )
+        etag = "hmac-" + mac
+        self._record(b, op, WriteResult(200, etag), Change("post", world, etag))
+        b.storage_used += len(op.body)
+        b.cache[world] = World(world, body, st.content_type, st.headers, etag, True)
+        b.checkpoints[world] = (eid, mac)
+
+    def _delete_durable(self, b: Batch, op: Op) -> None:
+        world = op.world
+        st = self._head(world, with_body=True)
+        if st is None:
+            raise NotFound()
+        self._precondition(op, self._etag(world, st))
+        body = st.body or b""
+        worldstore.remove_world(self.conn, world)
+        self._append_ledger(b, world, body)
+        self._record(b, op, WriteResult(204, None), Change("delete", world, None))
+        b.storage_used -= len(body)
+        b.worlds_delta -= 1
+        b.cache[world] = None
+        b.checkpoints[world] = None
+
+    def _append_ledger(self, b: Batch, world: str, body: bytes) -> None:
+        """delete_intent then delete_commit on var/log/deletes, creating it empty (§14.6)."""
+        conn = self.conn
+        row = conn.execute(
+            "SELECT hmac FROM events WHERE world=? ORDER BY id DESC LIMIT 1", (LEDGER,)
+        ).fetchone()
+        prev = "" if row is None else str(row[0])
+        if (
+            row is None
+            and conn.execute("SELECT 1 FROM worlds WHERE name=?", (LEDGER,)).fetchone() is None
+        ):
+            worldstore.upsert_world(conn, LEDGER, b"", audit.LEDGER_CONTENT_TYPE, "")
+            b.ledger_created = True
+        body_sha = audit.sha256_hex(body)
+        eid = 0
+        for kind in (audit.EVENT_DELETE_INTENT, audit.EVENT_DELETE_COMMIT):
+            mac = audit.event_hmac(
+                self.key, prev, kind, world, body_sha, 0, "", audit.DELETE_META_SHA256
+            )
+            eid = worldstore.insert_event(
+                conn,
+                LEDGER,
+                b.timestamp,
+                (kind, world, body_sha, 0, "", audit.DELETE_META_SHA256, mac, prev),
+                (),
+            )
+            prev = mac
+        b.checkpoints[LEDGER] = (eid, prev)
+        b.cache[LEDGER] = _ledger_state(conn, prev)
+
+    # -- memory worlds ---------------------------------------------------------------------
+
+    def _apply_memory(self, b: Batch, op: Op) -> None:
+        world = op.world
+        cur = b.memory[world] if world in b.memory else self.memory.get(world)
+        if op.kind == "delete":
+            if cur is None:
+                raise NotFound()
+            self._precondition(op, cur.etag)
+            self._append_ledger(b, world, cur.body)
+            self._record(b, op, WriteResult(204, None), Change("delete", world, None))
+            b.memory[world] = None
+            b.memory_used -= len(cur.body)
+            return
+        if op.kind == "put":
+            self._precondition(op, None if cur is None else cur.etag)
+            body, ct, headers = op.body, op.content_type, tuple(sorted(op.headers))
+            status, kind = (201 if cur is None else 200), "put"
+        else:
+            if cur is None:
+                raise NotFound()
+            self._precondition(op, cur.etag)
+            body, ct, headers = cur.body + op.body, cur.content_type, cur.headers
+            status, kind = 200, "post"
+        self._check_world_size(len(body))
+        delta = len(body) - (0 if cur is None else len(cur.body))
+        limit = self.cfg.max_memory_bytes
+        if delta > 0 and b.memory_used + delta > limit:
+            self.stats.quota_rejections += 1
+            raise PayloadTooLarge(f"payload too large: max bytes {limit}\n")
+        if cur is not None and op.kind == "append" and not op.body:
+            etag = cur.etag
+        else:
+            etag = "sha256-" + audit.sha256_hex(body)
+        self._record(b, op, WriteResult(status, etag), Change(kind, world, etag))  # type: ignore[arg-type]
+        b.memory[world] = World(world, body, ct, headers, etag, False)
+        b.memory_used += delta
+
+
+def _ledger_state(conn: sqlite3.Connection, tail_hmac: str) -> World:
+    row = conn.execute(
+        "SELECT body, content_type, headers FROM worlds WHERE name=?", (LEDGER,)
+    ).fetchone()
+    return World(
+        LEDGER,
+        bytes(row[0]),
+        str(row[1]),
+        worldstore.decode_headers(row[2]),
+        "hmac-" + tail_hmac,
+        True,
+    )
