@@ -1,0 +1,485 @@
+"""The core's HTTP layer: a raw ASGI application (PROTOCOL §4-§17, D2-D4, D7).
+
+It routes, validates paths, authenticates, translates conditionals/ranges/headers, calls
+the storage engine (``model.EngineAPI``) and renders every ``ElastikError`` as its
+status, body and headers. It never opens a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from typing import Any
+
+from elastik import __version__
+
+from . import auth, paths, sse
+from .conditionals import Conditions
+from .config import CoreConfig
+from .errors import (
+    BadRequest,
+    ElastikError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    StorageFailure,
+    Unauthorized,
+)
+from .headerpolicy import HeaderPolicy, content_type
+from .model import EngineAPI, Idempotency, World
+from .ranges import content_range, parse_range
+
+log = logging.getLogger("elastik.server")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+VERSION_LINE = f"elastik-core {__version__} (python)\n".encode()
+ROOT_BODY = VERSION_LINE + b"try: curl /proc/worlds\n"
+
+TEXT = (b"content-type", b"text/plain; charset=utf-8")
+ALLOW_READ = b"GET, HEAD, OPTIONS"
+ALLOW_LISTEN = b"GET, OPTIONS"
+ALLOW_WORLD = b"GET, HEAD, PUT, POST, DELETE, OPTIONS"
+VARY = (b"vary", b"Authorization")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+CL0 = (b"content-length", b"0")
+LINK_COLLECTION = (b"link", b'</proc/worlds>; rel="collection"')
+ACCEPT_RANGES = (b"accept-ranges", b"bytes")
+REPLAYED = (b"idempotency-replayed", b"true")
+
+# Routes
+R_ROOT, R_VERSION, R_PROC, R_AUDIT, R_OTHER_PROC, R_LISTEN, R_WORLD = range(7)
+_PROC_FILES = {b"worlds", b"du", b"df", b"pool"}
+_ALLOW = {
+    R_ROOT: ALLOW_READ,
+    R_VERSION: ALLOW_READ,
+    R_PROC: ALLOW_READ,
+    R_AUDIT: ALLOW_READ,
+    R_OTHER_PROC: ALLOW_READ,
+    R_LISTEN: ALLOW_LISTEN,
+    R_WORLD: ALLOW_WORLD,
+}
+_METHODS = {
+    ALLOW_READ: frozenset({"GET", "HEAD", "OPTIONS"}),
+    ALLOW_LISTEN: frozenset({"GET", "OPTIONS"}),
+    ALLOW_WORLD: frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"}),
+}
+
+# Request headers the handlers look at; only the first occurrence of each is kept.
+_WANTED = frozenset(
+    {
+        b"authorization",
+        b"content-length",
+        b"range",
+        b"if-match",
+        b"if-none-match",
+        b"if-range",
+        b"idempotency-key",
+        b"last-event-id",
+    }
+)
+_CONDITIONAL = (b"if-match", b"if-none-match", b"if-range")
+IDEMPOTENCY_KEY_MAX = 255
+BODY_BAD_IDEMPOTENCY_KEY = b"bad request: invalid idempotency key\n"
+# GET header blocks remembered per (world, etag); bounded because world names come from
+# clients. 4096 entries of ~300 bytes is ~1 MiB; a miss only costs rebuilding one block.
+_HEADER_CACHE_MAX = 4096
+
+
+class _Date:
+    """The IMF-fixdate ``date`` header value, formatted at most once per second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = formatdate(now, usegmt=True).encode()
+        return self._value
+
+
+class ClientGone(Exception):
+    """The client disconnected while we were reading its body."""
+
+
+def route(raw: bytes) -> int:
+    if raw == b"/":
+        return R_ROOT
+    if raw.startswith(b"/proc"):
+        if raw == b"/proc":
+            return R_OTHER_PROC
+        if raw[5:6] == b"/":
+            rest = raw[6:]
+            if not rest:
+                return R_WORLD  # "/proc/" is a reserved root through the world route
+            if rest == b"version":
+                return R_VERSION
+            if rest in _PROC_FILES:
+                return R_PROC
+            if rest.startswith(b"audit/") and len(rest) > 6:
+                return R_AUDIT
+            return R_OTHER_PROC
+    if raw.startswith(b"/listen/") and len(raw) > 8:
+        return R_LISTEN
+    return R_WORLD
+
+
+def fingerprint(
+    method: str,
+    world: str,
+    body: bytes,
+    ctype: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """sha256 over method, world, body and (PUT) representation metadata, length-framed."""
+    h = hashlib.sha256()
+    for part in (method, world, ctype if ctype is not None else "\x00none"):
+        raw = part.encode()
+        h.update(b"%d:" % len(raw))
+        h.update(raw)
+    h.update(b"%d:" % len(headers))
+    for name, value in headers:
+        for raw in (name.encode(), value.encode()):
+            h.update(b"%d:" % len(raw))
+            h.update(raw)
+    h.update(b"%d:" % len(body))
+    h.update(body)
+    return h.hexdigest()
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers, body: bytes = b""):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class App:
+    """``App(engine, config)`` is the ASGI callable ``python -m elastik run`` serves."""
+
+    def __init__(self, engine: EngineAPI, config: CoreConfig, hub: sse.ListenHub | None = None):
+        self.engine = engine
+        self.config = config
+        self.tokens = auth.Tokens(
+            read=config.read_token.encode() if config.read_token else None,
+            write=config.write_token.encode() if config.write_token else None,
+            approve=config.approve_token.encode() if config.approve_token else None,
+        )
+        self.policy = HeaderPolicy(config.persist_headers, config.deny_headers)
+        self.max_body = config.max_world_bytes
+        self.hub = hub or sse.ListenHub(config.listen_replay_max, config.max_listen_connections)
+        engine.hooks.on_change.append(self.hub.on_change)
+        self.request_id = 0
+        self.date = _Date()
+        self._get_headers: dict[tuple[str, str], Headers] = {}
+
+    # ------------------------------------------------------------------ ASGI entry
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        start = time.perf_counter_ns()
+        ext = scope.get("extensions") or {}
+        bare = ext.get("elastik.bare")
+        if bare:  # protocol-level rejections (414/431) carry no elastik headers
+            await self._send(
+                send, bare["status"], [(b"connection", b"close"), CL0], b"", None, start
+            )
+            return
+        self.request_id += 1
+        rid = self.request_id
+        method: str = scope["method"]
+        raw: bytes = scope["raw_path"]
+        try:
+            if raw == b"*":
+                await self._send(send, 404, [CL0], b"", rid, start)
+                return
+            rt = route(raw)
+            allow = _ALLOW[rt]
+            if method not in _METHODS[allow]:
+                raise MethodNotAllowed(headers=[(b"allow", allow)])
+            if method == "OPTIONS":
+                await self._send(send, 204, [TEXT, (b"allow", allow)], b"", rid, start)
+                return
+            first: dict[bytes, bytes] = {}
+            for name, value in scope["headers"]:
+                if name in _WANTED and name not in first:
+                    first[name] = value
+            if rt == R_WORLD:
+                resp = await self._world(method, raw, first, scope, receive)
+            elif rt == R_LISTEN:
+                await self._listen(raw, first, receive, send, rid, start)
+                return
+            elif rt == R_ROOT:
+                resp = Response(200, [TEXT], ROOT_BODY)
+            elif rt == R_VERSION:
+                resp = Response(200, [TEXT], VERSION_LINE)
+            elif rt == R_PROC:
+                auth.require_read(self.tokens, auth.credential(first.get(b"authorization")))
+                resp = Response(200, [TEXT], self._proc(raw[6:]))
+            elif rt == R_AUDIT:
+                resp = await self._audit(raw, first)
+            else:
+                raise NotFound()
+        except ElastikError as exc:
+            resp = self._error(exc)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("internal error on %s %r", method, raw[:200])
+            resp = self._error(StorageFailure())
+        if resp.body or resp.status not in (204, 304):
+            resp.headers.append((b"content-length", b"%d" % len(resp.body)))
+        await self._send(send, resp.status, resp.headers, resp.body, rid, start)
+
+    async def _send(
+        self,
+        send: Send,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        rid: int | None,
+        start: int,
+    ) -> None:
+        if rid is not None:
+            headers.append((b"x-request-id", b"%d" % rid))
+            headers.append((b"x-elapsed-us", b"%d" % ((time.perf_counter_ns() - start) // 1000)))
+            headers.append(VARY)
+            headers.append(NOSNIFF)
+        headers.append((b"date", self.date.get()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _error(exc: ElastikError) -> Response:
+        if exc.status == 404 and not exc.headers:
+            return Response(404, [TEXT], exc.body)
+        return Response(exc.status, [TEXT, *exc.headers], exc.body)
+
+    # ------------------------------------------------------------------ worlds
+    async def _world(
+        self, method: str, raw: bytes, first: dict[bytes, bytes], scope: Scope, receive: Receive
+    ) -> Response:
+        world = paths.world_path(raw)
+        cred_raw = first.get(b"authorization")
+        if method == "GET" or method == "HEAD":
+            auth.require_read(self.tokens, auth.credential(cred_raw))
+            return self._get(method, world, first, scope)
+        # Writes: body limit (413) before authentication (401), as the reference does.
+        body = b"" if method == "DELETE" else await self._read_body(first, receive)
+        cred = auth.credential(cred_raw)
+        if world == paths.LEDGER:
+            raise Unauthorized(auth.BODY_LEDGER)  # D4: the delete ledger is append-only
+        if method == "DELETE":
+            auth.require(self.tokens, cred, auth.APPROVE, auth.BODY_DELETE)
+        else:
+            tier = auth.APPROVE if paths.needs_approve(world) else auth.WRITE
+            auth.require(self.tokens, cred, tier, auth.BODY_WRITE)
+        key = first.get(b"idempotency-key")
+        if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
+            raise BadRequest(BODY_BAD_IDEMPOTENCY_KEY)
+        headers_in = scope["headers"]
+        precondition = None
+        if b"if-match" in first or b"if-none-match" in first:
+            precondition = Conditions.from_headers(headers_in).precondition()
+        idem: Idempotency | None = None
+        if method == "PUT":
+            ctype = content_type(headers_in)
+            persisted = self.policy.persisted(headers_in)
+            if key is not None:
+                fp = fingerprint(method, world, body, ctype, persisted)
+                idem = Idempotency(key.decode("latin-1"), fp)
+            result = await self.engine.put(
+                world, body, ctype, persisted, precondition=precondition, idempotency=idem
+            )
+        else:
+            if key is not None:
+                idem = Idempotency(key.decode("latin-1"), fingerprint(method, world, body))
+            if method == "POST":
+                result = await self.engine.append(
+                    world, body, precondition=precondition, idempotency=idem
+                )
+            else:
+                result = await self.engine.delete(
+                    world, precondition=precondition, idempotency=idem
+                )
+        out: Headers = [TEXT]
+        if result.etag is not None:
+            out.append((b"etag", b'"' + result.etag.encode() + b'"'))
+        if result.status == 201:
+            out.append((b"location", paths.encode_location(world)))
+        if result.replayed:
+            out.append(REPLAYED)
+        return Response(result.status, out)
+
+    async def _read_body(self, first: dict[bytes, bytes], receive: Receive) -> bytes:
+        limit = self.max_body
+        declared = first.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge()
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                total += len(chunk)
+                if total > limit:
+                    raise PayloadTooLarge()
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if len(chunks) == 1:
+            return chunks[0]
+        return b"".join(chunks)
+
+    def _world_headers(self, w: World) -> Headers:
+        key = (w.name, w.etag)
+        cached = self._get_headers.get(key)
+        if cached is None:
+            cached = [
+                (b"content-type", w.content_type.encode()),
+                ACCEPT_RANGES,
+                (b"etag", b'"' + w.etag.encode() + b'"'),
+                (b"link", b"</listen" + paths.encode_location(w.name) + b'>; rel="monitor"'),
+                LINK_COLLECTION,
+                *((n.encode(), v.encode()) for n, v in w.headers),
+            ]
+            if len(self._get_headers) >= _HEADER_CACHE_MAX:
+                self._get_headers.clear()
+            self._get_headers[key] = cached
+        return cached
+
+    def _get(self, method: str, world: str, first: dict[bytes, bytes], scope: Scope) -> Response:
+        w = self.engine.read(world)
+        if w is None:
+            raise NotFound()
+        headers = list(self._world_headers(w))
+        body = w.body
+        if first.keys().isdisjoint(_CONDITIONAL) and b"range" not in first:
+            return Response(200, headers, body)
+        cond = Conditions.from_headers(scope["headers"])
+        if cond.not_modified(w.etag):
+            if method == "HEAD":
+                headers.append(CL0)
+            return Response(304, headers)
+        range_value = first.get(b"range")
+        if range_value is not None and cond.range_applies(w.etag):
+            span = parse_range(range_value, len(body))
+            if span is not None:
+                lo, hi = span
+                headers.append((b"content-range", content_range(lo, hi, len(body))))
+                return Response(206, headers, body[lo : hi + 1])
+        return Response(200, headers, body)
+
+    # ------------------------------------------------------------------ /proc
+    def _proc(self, name: bytes) -> bytes:
+        if name == b"worlds":
+            return b"".join(w.encode() + b"\n" for w, _size in self.engine.list_worlds())
+        if name == b"du":
+            return b"".join(b"%s\t%d\n" % (w.encode(), n) for w, n in self.engine.list_worlds())
+        if name == b"df":
+            u = self.engine.usage()
+            if u.storage_quota:
+                quota = b"%d" % u.storage_quota
+                avail = b"%d" % max(0, u.storage_quota - u.storage_used)
+            else:
+                quota = avail = b"unlimited"
+            return (
+                b"storage\t%d\t%s\t%s\n" % (u.storage_used, quota, avail)
+                + b"memory\t%d\t%d\t%d\n"
+                % (u.memory_used, u.memory_limit, max(0, u.memory_limit - u.memory_used))
+                + b"worlds\t%d\tunlimited\tunlimited\n" % u.worlds
+            )
+        return b"".join(
+            b"%s %d %s\n" % (s.name.encode(), s.value, s.kind.encode())
+            for s in self.engine.pool_stats()
+        )
+
+    async def _audit(self, raw: bytes, first: dict[bytes, bytes]) -> Response:
+        world = paths.audit_world(raw[len(b"/proc/audit/") :])
+        auth.require_read(self.tokens, auth.credential(first.get(b"authorization")))
+        r = await self.engine.verify(world)
+        if r.outcome == "valid":
+            return Response(
+                200,
+                [
+                    TEXT,
+                    (b"x-audit-valid", b"true"),
+                    (b"x-audit-events", b"%d" % r.events),
+                    (b"x-audit-genesis", b"hmac-" + r.genesis.encode()),
+                    (b"x-audit-latest", b"hmac-" + r.latest.encode()),
+                ],
+            )
+        if r.outcome == "memory":
+            return Response(204, [TEXT, (b"x-audit-valid", b"n/a")])
+        if r.outcome == "missing":
+            raise NotFound()
+        return Response(
+            409,
+            [
+                TEXT,
+                (b"x-audit-valid", b"false"),
+                (b"x-audit-break-at", r.break_at.encode()),
+                (b"x-audit-expected", r.expected.encode()),
+                (b"x-audit-actual", r.actual.encode()),
+            ],
+        )
+
+    # ------------------------------------------------------------------ /listen
+    async def _listen(
+        self,
+        raw: bytes,
+        first: dict[bytes, bytes],
+        receive: Receive,
+        send: Send,
+        rid: int,
+        start: int,
+    ) -> None:
+        pattern = paths.listen_pattern(raw[len(b"/listen/") :])
+        auth.require_read(
+            self.tokens, auth.credential(first.get(b"authorization")), auth.BODY_LISTEN
+        )
+        last = sse.parse_last_event_id(first.get(b"last-event-id"))
+        listener = self.hub.subscribe(pattern, last)
+        headers: Headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-request-id", b"%d" % rid),
+            (b"x-elapsed-us", b"%d" % ((time.perf_counter_ns() - start) // 1000)),
+            VARY,
+            NOSNIFF,
+            (b"date", self.date.get()),
+        ]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+        except BaseException:
+            self.hub.unsubscribe(listener)
+            raise
+        await sse.stream(listener, self.hub, receive, send)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,218 @@
+"""Which request headers a PUT persists (PROTOCOL §11), and the stored content type (§10).
+
+Four layers, first decisive one wins: hard deny, user deny (``ELASTIK_DENY_HEADERS``),
+default allow, user allow (``ELASTIK_PERSIST_HEADERS``). Pure; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+HARD_DENY = frozenset(
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "proxy-authenticate",
+        "proxy-connection",
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "http2-settings",
+        "http3-settings",
+        "accept",
+        "accept-charset",
+        "accept-encoding",
+        "accept-language",
+        "expect",
+        "from",
+        "max-forwards",
+        "origin",
+        "prefer",
+        "range",
+        "referer",
+        "referrer",
+        "dnt",
+        "user-agent",
+        "if-match",
+        "if-none-match",
+        "if-range",
+        "if-modified-since",
+        "if-unmodified-since",
+        "device-memory",
+        "downlink",
+        "dpr",
+        "ect",
+        "rtt",
+        "save-data",
+        "width",
+        "viewport-width",
+        "accept-ch",
+        "alt-used",
+        "attribution-reporting-eligible",
+        "available-dictionary",
+        "dictionary-id",
+        "early-data",
+        "idempotency-key",
+        "service-worker",
+        "service-worker-navigation-preload",
+        "upgrade-insecure-requests",
+        "alt-svc",
+        "server-timing",
+        "retry-after",
+        "x-powered-by",
+        "preference-applied",
+        "priority",
+        "critical-ch",
+        "clear-site-data",
+        "content-type",
+        "content-length",
+        "etag",
+        "accept-ranges",
+        "content-range",
+        "link",
+        "location",
+        "allow",
+        "date",
+        "server",
+        "www-authenticate",
+        "age",
+        "vary",
+        "x-request-id",
+        "x-elapsed-us",
+        "x-elapsed-ms",
+        "x-content-type-options",
+        "forwarded",
+        "via",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "true-client-ip",
+        "client-ip",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "b3",
+        "pragma",
+    ]
+)
+HARD_DENY_PREFIXES = ("sec-", "access-control-request-", "want-", ":", "x-b3-", "x-amzn-", "cf-")
+
+DEFAULT_ALLOW = frozenset(
+    [
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "content-md5",
+        "cache-control",
+        "expires",
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+        "access-control-max-age",
+        "content-security-policy",
+        "content-security-policy-report-only",
+        "x-frame-options",
+        "permissions-policy",
+        "cross-origin-resource-policy",
+        "cross-origin-opener-policy",
+        "cross-origin-embedder-policy",
+        "referrer-policy",
+        "x-robots-tag",
+    ]
+)
+
+OCTET_STREAM = "application/octet-stream"
+
+# Distinct header names remembered with their decision. Header names come from clients, so
+# the memo is bounded; 4096 covers any real deployment's vocabulary many times over.
+_MEMO_MAX = 4096
+
+
+class NameList:
+    """A parsed ``ELASTIK_PERSIST_HEADERS`` / ``ELASTIK_DENY_HEADERS`` value."""
+
+    __slots__ = ("exact", "prefixes")
+
+    def __init__(self, spec: str = ""):
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for entry in spec.split(","):
+            entry = entry.strip().lower()
+            if not entry:
+                continue
+            if entry.endswith("*"):
+                if len(entry) > 1:  # "*" alone is ignored in both lists
+                    prefixes.append(entry[:-1])
+            else:
+                exact.add(entry)
+        self.exact = frozenset(exact)
+        self.prefixes = tuple(prefixes)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.exact or name.startswith(self.prefixes))
+
+
+# Anything but visible ASCII, space and tab (what HTTP header values may be as text).
+_NOT_VISIBLE = re.compile(rb"[^\x20-\x7e\t]")
+
+
+def _visible(value: bytes) -> bool:
+    return _NOT_VISIBLE.search(value) is None
+
+
+class HeaderPolicy:
+    def __init__(self, persist: str = "", deny: str = ""):
+        self.allow = NameList(persist)
+        self.deny = NameList(deny)
+        self._memo: dict[bytes, str | None] = {}
+
+    def _decide(self, raw_name: bytes) -> str | None:
+        """The lowercase name if a header called ``raw_name`` is persisted, else None."""
+        try:
+            return self._memo[raw_name]
+        except KeyError:
+            pass
+        name = raw_name.decode("latin-1").lower()
+        keep: str | None
+        if name in HARD_DENY or name.startswith(HARD_DENY_PREFIXES) or name in self.deny:
+            keep = None
+        elif name in DEFAULT_ALLOW or name in self.allow:
+            keep = name
+        else:
+            keep = None
+        if len(self._memo) < _MEMO_MAX:
+            self._memo[raw_name] = keep
+        return keep
+
+    def persisted(self, headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+        """Headers a PUT stores: lowercased names, last value wins, sorted by name."""
+        kept: dict[str, str] = {}
+        for raw_name, value in headers:
+            name = self._decide(raw_name)
+            if name is None:
+                continue
+            if not _visible(value):
+                continue  # dropped silently, like the reference
+            kept[name] = value.decode("ascii")
+        return tuple(sorted(kept.items()))
+
+
+def content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """First ``Content-Type``; missing, empty or not visible ASCII -> application/octet-stream."""
+    for name, value in headers:
+        if name == b"content-type":
+            value = value.strip(b" \t")
+            if not value or not _visible(value):
+                return OCTET_STREAM
+            return value.decode("ascii")
+    return OCTET_STREAM

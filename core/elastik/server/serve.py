@@ -1,0 +1,165 @@
+"""The I/O shell around ``App``: socket binding, uvicorn (httptools + uvloop), signals.
+
+``ElastikHttpProtocol`` adjusts uvicorn's httptools protocol to the reference's wire
+behaviour at the edges that an ASGI app cannot see: raw UTF-8 in the request-target is
+accepted (percent-encoded before parsing), request-targets over hyper's limit get a bare
+414, more than 100 headers a bare 431, and unparsable requests a bare 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Generator
+from email.utils import formatdate
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .errors import FatalError
+
+# hyper rejects request-targets of 65535 bytes or more with 414 (its MAX_URI_LEN).
+MAX_REQUEST_TARGET = 65534
+# hyper answers 431 beyond 100 request headers (its default header array size).
+MAX_HEADERS = 100
+# Idle keep-alive connections are closed after this long; long enough for benchmark and
+# SDK connection pools, short enough that abandoned sockets do not pile up.
+KEEPALIVE_TIMEOUT_S = 75
+# Listen backlog: bursts of 64+ concurrent clients connecting at once must not be refused.
+BACKLOG = 2048
+
+
+def _encode_non_ascii(url: bytes) -> bytes:
+    return b"".join(b"%%%02X" % c if c >= 0x80 else bytes((c,)) for c in url)
+
+
+class ElastikHttpProtocol(HttpToolsProtocol):
+    _header_count = 0
+    _at_request_line = True
+
+    def data_received(self, data: bytes) -> None:
+        # llhttp refuses raw bytes >= 0x80 in the request-target, hyper accepts them: encode
+        # them in a request line that starts this chunk (the common, unpipelined case).
+        if self._at_request_line and not data.isascii():
+            end = data.find(b"\n")
+            line = data if end < 0 else data[:end]
+            if not line.isascii():
+                data = _encode_non_ascii(line) + (b"" if end < 0 else data[end:])
+        self._at_request_line = False
+        super().data_received(data)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._at_request_line = True
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        bare = 0
+        if len(self.url) > MAX_REQUEST_TARGET:
+            bare = 414
+        elif self._header_count > MAX_HEADERS:
+            bare = 431
+        if bare:
+            self.url = b"/"
+            self.scope["extensions"] = {"elastik.bare": {"status": bare}}
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        date = formatdate(usegmt=True).encode()
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: "
+            + date
+            + b"\r\n\r\n"
+        )
+        self.transport.close()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen, or raise ``FatalError('bind <host>:<port> failed: ...')`` (§1.3)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FatalError(
+            f"bind {host}:{port} failed: failed to lookup address information: {reason}"
+        ) from None
+    family, kind, proto, _canon, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(addr)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        code = exc.errno or 0
+        text = "Address in use" if code == errno.EADDRINUSE else os.strerror(code)
+        raise FatalError(f"bind {host}:{port} failed: {text} (os error {code})") from None
+    sock.setblocking(False)
+    return sock
+
+
+def display_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class CoreServer(uvicorn.Server):
+    """uvicorn's server with our signal handling: one message, drain, exit 0."""
+
+    def __init__(self, config: uvicorn.Config, on_signal: Callable[[], None] | None = None):
+        super().__init__(config)
+        self._on_signal = on_signal
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        self._loop = asyncio.get_running_loop()
+        previous = {
+            sig: signal.signal(sig, self._signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _signal(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            return
+        sys.stderr.write("elastik-core: shutdown signal received\n")
+        sys.stderr.flush()
+        self.should_exit = True
+        if self._on_signal is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_signal)
+
+
+def uvicorn_config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        http=ElastikHttpProtocol,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        lifespan="off",
+        access_log=False,
+        log_level="error",
+        server_header=False,
+        date_header=False,
+        timeout_keep_alive=KEEPALIVE_TIMEOUT_S,
+        # In-flight requests get this long to finish after a shutdown signal.
+        timeout_graceful_shutdown=10,
+    )
