@@ -1,0 +1,1 @@
+"""CoAP front door: datagram pre-filter, pure mapping, aiocoap site and transport."""

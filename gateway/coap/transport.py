@@ -1,0 +1,147 @@
+"""aiocoap plumbing for the CoAP front door: the UDP transport with the datagram
+pre-filter in front of aiocoap's parser, and a message manager whose deduplication table
+is bounded.
+
+aiocoap's own ``MessageManager`` keeps every (endpoint, MID) for EXCHANGE_LIFETIME
+(247 s) with one timer each and no bound, so a flood of distinct datagrams grows it
+without limit. ``BoundedMessageManager`` keeps the same semantics (a duplicate CON gets
+the stored answer again, or nothing while the first is still being served) in an LRU
+table of ``exchange_cache`` entries with lazy expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from aiocoap import error as coap_error
+from aiocoap.message import Direction, Message
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.constants import TransportTuning
+from aiocoap.numbers.types import CON
+from aiocoap.protocol import Context
+from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
+
+from ..counters import Counters
+from . import datagram
+
+log = logging.getLogger("gateway.coap")
+
+
+class GatewayTuning(TransportTuning):
+    # aiocoap sends an empty ACK and a separate response when an answer takes longer than
+    # EMPTY_ACK_DELAY (0.1 s by default). Simple clients (the reference SDK's) read exactly
+    # one datagram and expect the piggybacked answer, and the core answers in
+    # milliseconds, so wait up to 1 s -- still well before a client's first retransmission
+    # (ACK_TIMEOUT 2 s).
+    EMPTY_ACK_DELAY = 1.0
+
+
+TUNING = GatewayTuning()
+
+
+class BoundedMessageManager(MessageManager):
+    def __init__(self, token_manager: Any, *, capacity: int, counters: Counters) -> None:
+        super().__init__(token_manager)
+        self.capacity = capacity
+        self.counters = counters
+        # (remote, mid) -> [expires_at, stored response or None]
+        self._exchanges: OrderedDict[tuple[Any, int], list[Any]] = OrderedDict()
+        counters.gauge("exchange_cache_entries", lambda: len(self._exchanges))
+
+    def __len__(self) -> int:
+        return len(self._exchanges)
+
+    def _deduplicate_message(self, message: Message) -> bool:
+        key = (message.remote, message.mid)
+        now = time.monotonic()
+        entry = self._exchanges.get(key)
+        if entry is not None and entry[0] >= now:
+            self.counters.inc("duplicates")
+            if message.mtype is CON and entry[1] is not None:
+                self.counters.inc("duplicates_answered_from_cache")
+                self._send_initially(entry[1])
+            return True
+        self._exchanges[key] = [now + message.transport_tuning.EXCHANGE_LIFETIME, None]
+        self._exchanges.move_to_end(key)
+        # Oldest entries go first: expired ones, then (under a flood) live ones -- a
+        # retransmission of an evicted exchange is then still applied only once by the
+        # core, thanks to the Idempotency-Key derived from (endpoint, MID, token).
+        while self._exchanges:
+            first_key, first = next(iter(self._exchanges.items()))
+            if first[0] < now:
+                del self._exchanges[first_key]
+            elif len(self._exchanges) > self.capacity:
+                del self._exchanges[first_key]
+                self.counters.inc("exchange_cache_evictions")
+            else:
+                break
+        return False
+
+    def _store_response_for_duplicates(self, message: Message) -> None:
+        entry = self._exchanges.get((message.remote, message.mid))
+        if entry is not None:
+            entry[1] = message
+
+
+class FilteringUDP6(MessageInterfaceUDP6):
+    """udp6 transport with ``datagram.inspect`` in front of aiocoap's parser."""
+
+    counters: Counters  # set right after creation, before any datagram can arrive
+
+    def datagram_msg_received(self, data: bytes, ancdata: Any, flags: int, address: Any) -> None:
+        counters = self.counters
+        counters.inc("datagrams")
+        verdict = datagram.inspect(data)
+        if verdict is not None:
+            if verdict.reply is not None:
+                counters.inc(f"rst.{verdict.reason}")
+                try:
+                    self.transport.sendto(verdict.reply, address)
+                except OSError:
+                    counters.inc("send_errors")
+            else:
+                counters.inc(f"drop.{verdict.reason}")
+            return
+        pktinfo = None
+        for level, ctype, cdata in ancdata:
+            if level == 41 and ctype == 50:  # IPPROTO_IPV6, IPV6_PKTINFO
+                pktinfo = cdata
+        try:
+            message = Message.decode(data, UDP6EndpointAddress(address, self, pktinfo=pktinfo))
+        except (coap_error.UnparsableMessage, ValueError, UnicodeDecodeError):
+            counters.inc("drop.unparsable")
+            return
+        message.direction = Direction.INCOMING
+        message.transport_tuning = TUNING
+        try:
+            self._ctx.dispatch_message(message)
+        except Exception:
+            counters.inc("dispatch_errors")
+            log.exception("dispatching a CoAP message failed")
+
+
+async def create_context(
+    site: Any, host: str, port: int, *, counters: Counters, exchange_cache: int
+) -> tuple[Context, BoundedMessageManager, int]:
+    """An aiocoap server Context on HOST:PORT using our transport and message manager.
+
+    Returns the context, the message manager and the bound port (for port 0).
+    """
+    loop = asyncio.get_running_loop()
+    ctx = Context(loop=loop, serversite=site, loggername="gateway.coap.aiocoap")
+    tman = TokenManager(ctx)
+    mman = BoundedMessageManager(tman, capacity=exchange_cache, counters=counters)
+    transport = await FilteringUDP6.create_server_transport_endpoint(
+        mman, log=ctx.log, loop=loop, bind=(host, port), multicast=[]
+    )
+    transport.counters = counters
+    mman.message_interface = transport
+    tman.token_interface = mman
+    ctx.request_interfaces.append(tman)
+    sockname = transport.transport.get_extra_info("socket").getsockname()
+    return ctx, mman, int(sockname[1])
