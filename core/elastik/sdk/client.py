@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import textwrap
+import urllib.parse
 import warnings
 from collections.abc import Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -197,8 +198,12 @@ class Elastik(MutableMapping[str, bytes]):
         return self._transport.request(method.upper(), target, body, self._headers(headers))
 
     def _raise(self, resp: Response, method: str, path: str) -> NoReturn:
+        try:
+            where = urllib.parse.unquote(paths.request_target(path))
+        except ValueError:
+            where = path
         raise error_for_status(
-            resp.status, resp.body, method=method, path=path, headers=resp.headers
+            resp.status, resp.body, method=method, path=where, headers=resp.headers
         )
 
     # -- the five verbs -----------------------------------------------------------------
@@ -427,7 +432,7 @@ class Elastik(MutableMapping[str, bytes]):
             return resp.headers.get("x-audit-valid") == "true"
         if resp.status in (204, 409):
             return False
-        self._raise(resp, "HEAD", "/" + target)
+        self._raise(resp, "HEAD", target)
 
     def diff(self, path: str, new_data: str) -> str:
         """Unified diff from the stored text to ``new_data`` (computed locally)."""
