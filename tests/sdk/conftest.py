@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import elastik
+import pytest
 from elastik.sdk import listen as listen_mod
+
 from tests.support.servers import Proc, free_port, free_udp_port, reference
 
 WRITE, APPROVE = "w", "a"

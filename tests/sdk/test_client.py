@@ -6,10 +6,10 @@ import io
 import json
 import warnings
 
-import pytest
-
 import elastik
+import pytest
 from elastik import Elastik
+
 from tests.sdk.conftest import APPROVE, Core
 from tests.sdk.helpers import RecordingTransport
 
@@ -246,7 +246,7 @@ def test_mapping_protocol(e: Elastik, p: str) -> None:
     assert e.pop(f"{p}/a") == b"1" and e.pop(f"{p}/a", b"gone") == b"gone"
     assert e.setdefault(f"{p}/s", b"first") == b"first"
     assert e.setdefault(f"{p}/s", b"second") == b"first"
-    assert f"home/{p}/b" in e.keys()
+    assert f"home/{p}/b" in list(e.keys())
     items = dict((k, v) for k, v in e.items() if k.startswith(f"home/{p}/"))
     assert items[f"home/{p}/b"] == b"2"
     assert b"hello" in [v for k, v in e.items() if k.startswith(f"home/{p}/")]

@@ -6,10 +6,10 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import elastik
+import pytest
 from elastik import Elastik
+
 from tests.sdk.conftest import APPROVE, Core, our_core_available
 from tests.support.servers import Proc, free_port, ours, reference
 
@@ -33,7 +33,7 @@ def test_missing_path_is_not_found(core: Core, p: str) -> None:
 def test_failed_precondition_is_precondition_failed(core: Core, p: str) -> None:
     e = Elastik(core.url, bearer_token=APPROVE)
     e.put(f"{p}/x", "v")
-    with pytest.raises(elastik.PreconditionFailed, match="412 PUT .*If-None-Match matched"):
+    with pytest.raises(elastik.PreconditionFailed, match=r"412 PUT .*If-None-Match matched"):
         e.put(f"{p}/x", "w", create_only=True)
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import elastik
+import pytest
 from elastik import Elastik, WorldRef
 
 
