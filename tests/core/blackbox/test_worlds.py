@@ -267,7 +267,7 @@ def test_conditional_writes(srv: Server, uid: str) -> None:
     assert srv.verify(w[1:]).header("x-audit-events") == before
     ok = [
         ("PUT", [("If-Match", tag)]),
-        ("POST", [("If-Match", f'"zz", {{etag}}')]),
+        ("POST", [("If-Match", '"zz", {etag}')]),
         ("PUT", [("If-Match", "*")]),
         ("PUT", [("If-None-Match", '"zz"')]),
         ("PUT", [("If-Match", "")]),

@@ -191,14 +191,56 @@ def read_response(sock: socket.socket | Pipe, method: str = "GET") -> Resp:
 
 
 class Stream:
-    """An open SSE (or other streaming) response read incrementally."""
+    """An open SSE response read incrementally from the raw socket (chunked decoding here,
+    because a buffered file object becomes unusable after its first read timeout)."""
 
-    def __init__(self, sock: socket.socket, resp: http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket):
         self.sock = sock
-        self.resp = resp
-        self.status = resp.status
-        self.headers = [(k.lower(), v) for k, v in resp.getheaders()]
-        self.buf = b""
+        self.raw = b""  # undecoded bytes from the socket
+        self.buf = b""  # decoded body bytes not yet consumed
+        self.chunked = False
+        self.eof = False
+        head = self._read_head()
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split(" ")[1])
+        self.headers = []
+        for line in lines[1:]:
+            if line:
+                k, _, v = line.partition(":")
+                self.headers.append((k.strip().lower(), v.strip()))
+        self.chunked = (self.header("transfer-encoding") or "").lower() == "chunked"
+        length = self.header("content-length")
+        if length is not None and not self.chunked:
+            while len(self.raw) < int(length):
+                self._recv(10.0)
+            self.buf, self.raw = self.raw[: int(length)], b""
+            self.eof = True
+
+    def _recv(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        data = self.sock.recv(65536)
+        if not data:
+            self.eof = True
+            raise EOFError("connection closed")
+        self.raw += data
+
+    def _read_head(self) -> bytes:
+        while b"\r\n\r\n" not in self.raw:
+            self._recv(10.0)
+        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+        return head
+
+    def _decode(self) -> None:
+        while self.chunked and b"\r\n" in self.raw:
+            size_line, rest = self.raw.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            if len(rest) < size + 2:
+                return
+            self.buf += rest[:size]
+            self.raw = rest[size + 2 :]
+            if size == 0:
+                self.eof = True
+                return
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -211,34 +253,34 @@ class Stream:
         events: list[dict[str, list[str]]] = []
         deadline = time.monotonic() + timeout
         while len(events) < count:
+            self._decode()
             while b"\n\n" not in self.buf:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"got {events!r}, buffer {self.buf!r}")
-                self.sock.settimeout(left)
-                chunk = self.resp.read1(65536)
-                if not chunk:
-                    raise EOFError(f"stream ended after {events!r}")
-                self.buf += chunk
+                try:
+                    self._recv(left)
+                except TimeoutError:
+                    continue
+                self._decode()
             block, self.buf = self.buf.split(b"\n\n", 1)
             events.append(parse_event(block))
         return events
 
     def expect_silence(self, seconds: float) -> bytes:
-        """Return whatever arrives within ``seconds`` (b"" when nothing does)."""
+        """Whatever body bytes arrive within ``seconds`` (b"" when nothing does)."""
+        self._decode()
         if self.buf:
             return self.buf
-        self.sock.settimeout(seconds)
         try:
-            return self.resp.read1(65536)
-        except (TimeoutError, socket.timeout):
+            self._recv(seconds)
+        except TimeoutError:
             return b""
+        self._decode()
+        return self.buf or self.raw
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        finally:
-            self.resp.close()
+        self.sock.close()
 
     def __enter__(self) -> Stream:
         return self
@@ -265,6 +307,31 @@ def open_stream(
     head = f"GET {target} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n".encode()
     head += _encode_headers(list(headers)) + b"\r\n"
     sock.sendall(head)
-    resp = http.client.HTTPResponse(sock, method="GET")
-    resp.begin()
-    return Stream(sock, resp)
+    return Stream(sock)
+
+
+class Session:
+    """A keep-alive connection for well-formed requests (many writes, quickly)."""
+
+    def __init__(self, server: Server, timeout: float = 10.0):
+        self.conn = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+
+    def request(
+        self, method: str, target: str, body: bytes | None = None, headers: HeaderList = ()
+    ) -> Resp:
+        hs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in headers}
+        if body is None and method in ("PUT", "POST"):
+            body = b""
+        self.conn.request(method, target, body=body, headers=hs)
+        r = self.conn.getresponse()
+        data = r.read()
+        return Resp(r.status, [(k.lower(), v) for k, v in r.getheaders()], data)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
