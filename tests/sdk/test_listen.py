@@ -186,7 +186,7 @@ def test_run_reconnects_with_last_event_id(core: Core, p: str) -> None:
 
 
 def test_registration_rules() -> None:
-    with pytest.raises(RuntimeError, match="no @elastik.listen handlers"):
+    with pytest.raises(RuntimeError, match=r"no @elastik\.listen handlers"):
         elastik.run(Elastik("http://127.0.0.1:9"))
 
     @elastik.listen("/home/x/*")
