@@ -162,8 +162,9 @@ async def wrap_with_outbox(core: Upstream, cfg: GatewayConfig, state_dir: Path) 
 
 
 class Gateway:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, *, use_outbox: bool = True) -> None:
         self.cfg = cfg
+        self.use_outbox = use_outbox
         self.counters = Counters()
         self.state_dir = Path(cfg.state_dir)
         self.embedded: EmbeddedCore | None = None
@@ -196,7 +197,9 @@ class Gateway:
         self.core = CoreClient(
             self.core_url, timeout=cfg.request_timeout, connections=cfg.core_connections
         )
-        self.upstream = await wrap_with_outbox(self.core, cfg, self.state_dir)
+        self.upstream = self.core
+        if self.use_outbox:
+            self.upstream = await wrap_with_outbox(self.core, cfg, self.state_dir)
         stats = getattr(self.upstream, "stats", None)
         if callable(stats):
             self.counters.source("outbox", stats)

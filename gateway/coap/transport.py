@@ -101,7 +101,7 @@ class FilteringUDP6(MessageInterfaceUDP6):
             if verdict.reply is not None:
                 counters.inc(f"rst.{verdict.reason}")
                 try:
-                    self.transport.sendto(verdict.reply, address)
+                    self.transport.sendmsg(verdict.reply, [], 0, address)
                 except OSError:
                     counters.inc("send_errors")
             else:
