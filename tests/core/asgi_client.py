@@ -31,13 +31,14 @@ class Result:
 def scope(
     method: str, raw_path: bytes, headers: list[tuple[str, str]] | None = None
 ) -> dict[str, Any]:
+    raw_path, _, query = raw_path.partition(b"?")  # uvicorn keeps the query out of raw_path
     return {
         "type": "http",
         "http_version": "1.1",
         "method": method,
         "raw_path": raw_path,
         "path": raw_path.decode("latin-1"),
-        "query_string": b"",
+        "query_string": query,
         "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in (headers or [])],
     }
 
