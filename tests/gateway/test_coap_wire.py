@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
+from tests.gateway.coapwire import ACK, NON, RST, UdpClient, build, parse, path_options, uint
 from tests.gateway.conftest import audit_events, core_http
-from tests.gateway.coapwire import ACK, CON, NON, RST, UdpClient, build, parse, path_options, uint
 
 pytestmark = pytest.mark.xdist_group("gateway-wire")
 
@@ -100,10 +100,10 @@ async def test_error_answers_carry_empty_content_format_and_text(gw, udp):
 
 async def test_token_option_last_occurrence_counts(gw, udp):
     dgram = build(
-        PUT, options=path_options("wire/tok") + [(AUTH, b"nope"), (AUTH, b"w")], payload=b"1"
+        PUT, options=[*path_options("wire/tok"), (AUTH, b"nope"), (AUTH, b"w")], payload=b"1"
     )
     assert parse(await udp.request(dgram)).dotted == "2.01"
-    dgram = build(PUT, mid=2, options=path_options("wire/tok") + [(AUTH, b"w"), (AUTH, b"nope")])
+    dgram = build(PUT, mid=2, options=[*path_options("wire/tok"), (AUTH, b"w"), (AUTH, b"nope")])
     assert parse(await udp.request(dgram)).dotted == "4.01"
 
 
@@ -270,7 +270,6 @@ async def test_idempotency_key_covers_an_evicted_exchange(make_gateway, our_core
 async def test_flood_of_10000_datagrams_is_counted_and_gateway_stays_responsive(gw, our_core):
     udp = await UdpClient.open(gw.port)
     try:
-        sent = 0
         for i in range(10_000):
             kind = i % 4
             if kind == 0:
@@ -281,7 +280,6 @@ async def test_flood_of_10000_datagrams_is_counted_and_gateway_stays_responsive(
                 udp.send(b"\x40\x01" + i.to_bytes(2, "big") + b"\xf0")  # nibble 15
             else:
                 udp.send(build(GET, mid=i, mtype=NON, options=[(11, b"a"), (11, b"")]))
-            sent += 1
             if i % 500 == 0:
                 await asyncio.sleep(0)
         await asyncio.sleep(0.5)
