@@ -96,10 +96,7 @@ class Authorizer:
         device = self._find(token or b"")
         if device is None:
             raise Unauthorized("unknown device token")
-        if method not in device.methods:
-            raise Forbidden(f"device {device.id}: method {method} not allowed")
-        if not any(world.startswith(p) for p in device.paths):
-            raise Forbidden(f"device {device.id}: path outside its scope")
+        # The rate applies to everything a device sends, refused requests included.
         bucket = self._buckets.get(device.id)
         if bucket is not None:
             wait = bucket.take(self._clock())
@@ -107,6 +104,10 @@ class Authorizer:
                 raise RateLimited(
                     f"device {device.id}: over its rate", max_age=max(1, math.ceil(wait))
                 )
+        if method not in device.methods:
+            raise Forbidden(f"device {device.id}: method {method} not allowed")
+        if not any(world.startswith(p) for p in device.paths):
+            raise Forbidden(f"device {device.id}: path outside its scope")
         return Grant(dict(self._upstream), device.id)
 
     def _find(self, token: bytes) -> Device | None:

@@ -18,6 +18,7 @@ from typing import Any
 from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.optionnumbers import OptionNumber
+from aiocoap.numbers.types import CON
 
 from ..auth import Forbidden, Grant, RateLimited, Unauthorized
 from ..counters import Counters
@@ -219,7 +220,8 @@ class CoapSite:
         else:
             payload = b"storage error\n" if is_get else b"error\n"
         self.counters.inc(f"answered.{exc.coap_code}")
-        return error_message(exc.coap_code, payload, max_age=exc.max_age)
+        max_age = self.retry_after if type(exc) is UpstreamUnavailable else exc.max_age
+        return error_message(exc.coap_code, payload, max_age=max_age)
 
     def _from_status(self, resp: Response, method: str) -> Message:
         code, payload, is_error = mapping.code_for_status(resp.status, method)
@@ -410,6 +412,10 @@ class CoapSite:
                         return
                     last_etag = resp.headers.get("etag")
                     note = self._render_get(req, resp, world, observe=self._next_seq())
+                    # Notifications are confirmable (RFC 7641 §4.5): a device that has
+                    # gone or forgotten the token answers RST or nothing, which ends the
+                    # observation instead of leaving it in the table forever.
+                    note.mtype = CON
                     pipe.add_response(note, is_last=False)
         finally:
             self.observations.discard(obs_id)
