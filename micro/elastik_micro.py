@@ -175,9 +175,10 @@ def get_uint(buf, off, n):
 def encode(mtype, code, mid, token=b"", options=(), payload=b""):
     """A whole message as bytes. ``options``: (number, value) pairs, value bytes or int
     (uint); they are sorted by number, keeping the order of repeated numbers."""
-    opts = sorted(options, key=lambda o: o[0])
+    # (number, position) keys: MicroPython's sort is not stable, repeated numbers keep order
+    opts = sorted([(o[0], i, o[1]) for i, o in enumerate(options)])
     size = 4 + len(token) + len(payload) + 1
-    for _, v in opts:
+    for _, _, v in opts:
         size += 5 + (4 if isinstance(v, int) else len(v))
     buf = bytearray(size)
     tkl = len(token)
@@ -187,7 +188,7 @@ def encode(mtype, code, mid, token=b"", options=(), payload=b""):
     buf[4 : 4 + tkl] = token
     off = 4 + tkl
     last = 0
-    for num, v in opts:
+    for num, _, v in opts:
         if isinstance(v, int):
             off = put_uint_option(buf, off, num - last, v)
         else:
