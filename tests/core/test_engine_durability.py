@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from elastik.server import verifytool
 from elastik.server.engine import Engine
-from elastik.server.errors import FatalError
+from elastik.server.errors import FatalError, StorageFailure
 from elastik.server.model import EngineConfig
 
 KEY = b"cd" * 32
@@ -224,3 +224,31 @@ def test_sigkill_keeps_every_acknowledged_write(tmp_path: Path):
     rows = verifytool.verify_data(data, KEY)
     assert rows and all(r.ok for r in rows), [r for r in rows if not r.ok][:3]
     assert {r.world for r in rows} >= set(acked)
+
+
+async def test_sqlite_error_in_one_op_fails_only_that_op(tmp_path: Path):
+    data = tmp_path / "data"
+    e = Engine.open(cfg(data))
+    try:
+        await e.put("home/warm", b"", "t", ())
+        with sqlite3.connect(data / "elastik.db") as c:
+            c.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.world='home/boom'"
+                " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            )
+        names = [f"home/ok{i}" for i in range(20)]
+        names.insert(10, "home/boom")
+        results = await asyncio.gather(
+            *[e.put(n, b"v", "t", ()) for n in names], return_exceptions=True
+        )
+        by_name = dict(zip(names, results, strict=True))
+        assert isinstance(by_name.pop("home/boom"), StorageFailure)
+        assert all(not isinstance(r, BaseException) and r.status == 201 for r in by_name.values())
+        assert e.read("home/boom") is None
+        assert all(e.read(n) is not None for n in by_name)
+        assert stats(e)["writer_isolated_retries"] >= 1
+        assert (await e.verify("home/ok3")).outcome == "valid"
+    finally:
+        e.close()
+    rows = verifytool.verify_data(data, KEY)
+    assert "home/boom" not in {r.world for r in rows} and all(r.ok for r in rows)

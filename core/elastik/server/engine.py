@@ -256,6 +256,7 @@ class Engine:
             PoolStat("writer_ops", ws.ops, "counter"),
             PoolStat("writer_fsyncs", ws.commits, "counter"),
             PoolStat("writer_failed_commits", ws.failed_commits, "counter"),
+            PoolStat("writer_isolated_retries", ws.isolated_retries, "counter"),
             PoolStat("writer_max_batch", ws.max_batch, "snapshot"),
             PoolStat("idempotency_replays", ms.idempotency_replays, "counter"),
             PoolStat("idempotency_conflicts", ms.idempotency_conflicts, "counter"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from . import audit, idempotency, worldstore
 from .errors import (
+    ElastikError,
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
@@ -54,6 +55,7 @@ class Batch:
     ledger_created: bool = False
     flushed_checkpoints: bool = False
     replays: int = 0
+    op_wrote: bool = False  # the current op has issued a write statement
 
 
 @dataclass
@@ -106,6 +108,16 @@ class Mutations:
         )
 
     def apply(self, b: Batch, op: Op) -> None:
+        """Checks first, then writes: a refusal must never follow a write (see writer)."""
+        b.op_wrote = False
+        try:
+            self._apply(b, op)
+        except ElastikError as exc:
+            if b.op_wrote:
+                raise RuntimeError(f"refusal after a write in {op.kind} {op.world!r}") from exc
+            raise
+
+    def _apply(self, b: Batch, op: Op) -> None:
         if op.world == LEDGER:
             raise Unauthorized(LEDGER_GUARD_BODY)
         idem = op.idempotency
@@ -226,6 +238,7 @@ class Mutations:
 
     def _record(self, b: Batch, op: Op, result: WriteResult, change: Change) -> None:
         if op.idempotency is not None:
+            b.op_wrote = True
             idempotency.store(self.conn, op.idempotency, result, b.now)
         op.result = result
         op.change = change
@@ -245,6 +258,7 @@ class Mutations:
         mac = audit.event_hmac(
             self.key, prev, "put", world, body_sha, len(body), op.content_type, meta
         )
+        b.op_wrote = True
         worldstore.upsert_world(
             self.conn, world, body, op.content_type, worldstore.encode_headers(headers)
         )
@@ -283,6 +297,7 @@ class Mutations:
         mac = audit.event_hmac(
             self.key, prev, "append", world, body_sha, len(body), st.content_type, meta
         )
+        b.op_wrote = True
         worldstore.update_body(self.conn, world, body)
         eid = worldstore.insert_event(
             self.conn,
@@ -304,6 +319,7 @@ class Mutations:
             raise NotFound()
         self._precondition(op, self._etag(world, st))
         body = st.body or b""
+        b.op_wrote = True
         worldstore.remove_world(self.conn, world)
         self._append_ledger(b, world, body)
         self._record(b, op, WriteResult(204, None), Change("delete", world, None))
@@ -315,6 +331,7 @@ class Mutations:
     def _append_ledger(self, b: Batch, world: str, body: bytes) -> None:
         """delete_intent then delete_commit on var/log/deletes, creating it empty (§14.6)."""
         conn = self.conn
+        b.op_wrote = True
         row = conn.execute(
             "SELECT hmac FROM events WHERE world=? ORDER BY id DESC LIMIT 1", (LEDGER,)
         ).fetchone()

@@ -1,10 +1,13 @@
 """The single writer thread: group commit for every write.
 
 Writes arrive on a queue. The thread takes what is waiting (bounded batch), opens ONE
-transaction, applies each op inside its own SAVEPOINT (so an op that fails its
-precondition or quota, or hits a SQLite error, is rolled back alone), commits once (one
-fsync under ``synchronous=FULL``), lets the handler publish the committed state, and only
-then resolves the waiters' futures on their event loops, in commit order. While the
+transaction, applies each op, commits once (one fsync under ``synchronous=FULL``), lets the handler publish the committed state, and only
+then resolves the waiters' futures on their event loops, in commit order.
+
+An op that is refused (precondition, quota, 404: any ElastikError) fails alone: the handler
+raises refusals before it writes anything, so the fast path needs no savepoints (each
+SQLite statement costs a GIL round trip). If anything else fails mid-batch, the batch is
+rolled back and replayed with one SAVEPOINT per op, so only the failing op fails. While the
 thread waits for the disk, new writes queue up and form the next batch: the more
 concurrent writers, the bigger the batches.
 
@@ -75,6 +78,7 @@ class WriterStats:
     commits: int = 0
     failed_commits: int = 0
     max_batch: int = 0
+    isolated_retries: int = 0
 
 
 _STOP = object()
@@ -134,39 +138,79 @@ class Writer:
                     break
                 batch.append(nxt)  # type: ignore[arg-type]
                 size += len(nxt.body)  # type: ignore[attr-defined]
-            self._process(batch, force_maintenance=False)
-        self._process([], force_maintenance=True)
+            self._process_safely(batch, force_maintenance=False)
+        self._process_safely([], force_maintenance=True)
+
+    def _process_safely(self, batch: list[Op], force_maintenance: bool) -> None:
+        """The thread must survive anything: a dead writer would hang every later write."""
+        try:
+            self._process(batch, force_maintenance)
+        except Exception:
+            log.exception("writer failed on a batch of %d ops", len(batch))
+            for op in batch:
+                op.error, op.result, op.change = StorageFailure(), None, None
+            try:
+                self._deliver(batch)
+            except Exception:
+                log.exception("could not deliver failures")
 
     def _process(self, batch: list[Op], force_maintenance: bool) -> None:
+        try:
+            ok = self._attempt(batch, force_maintenance, isolate=False)
+        except _Unexpected:
+            # Something other than a documented refusal failed mid-op (a SQLite error, a
+            # bug): the batch was rolled back. Run it again with a SAVEPOINT per op, so that
+            # op fails alone and the others still commit.
+            self.stats.isolated_retries += 1
+            for op in batch:
+                op.result = op.error = op.change = None
+            try:
+                ok = self._attempt(batch, force_maintenance, isolate=True)
+            except _Unexpected:  # pragma: no cover - isolate=True never raises it
+                ok = False
+        if not ok:
+            for op in batch:
+                op.error = StorageFailure()
+                op.result = None
+                op.change = None
+        if batch:
+            self.stats.batches += 1
+            self.stats.ops += len(batch)
+            self.stats.max_batch = max(self.stats.max_batch, len(batch))
+            self._deliver(batch)
+
+    def _attempt(self, batch: list[Op], force_maintenance: bool, *, isolate: bool) -> bool:
+        """One transaction for the batch. True when committed (and published).
+
+        Fast path (``isolate=False``): no savepoints. The handler's contract is that a
+        refusal (any ElastikError) is raised before the op writes anything, so a refused op
+        needs no rollback. Any other exception rolls the batch back and raises _Unexpected.
+        """
         conn = self.conn
         handler = self.handler
         ctx = handler.begin()
         in_txn = False
         try:
             for op in batch:
-                if op.needs_sql:
-                    if not in_txn:
-                        conn.execute("BEGIN IMMEDIATE")
-                        in_txn = True
+                sql = op.needs_sql
+                if sql and not in_txn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    in_txn = True
+                if isolate and sql:
                     conn.execute("SAVEPOINT op")
-                    try:
-                        handler.apply(ctx, op)
-                    except ElastikError as exc:
-                        op.error = exc
-                    except Exception:
-                        log.exception("write to %r failed", op.world)
-                        op.error = StorageFailure()
+                try:
+                    handler.apply(ctx, op)
+                except ElastikError as exc:
+                    op.error = exc
+                except Exception:
+                    if not isolate:
+                        raise
+                    log.exception("write to %r failed", op.world)
+                    op.error = StorageFailure()
+                if isolate and sql:
                     if op.error is not None:
                         conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                else:
-                    try:
-                        handler.apply(ctx, op)
-                    except ElastikError as exc:
-                        op.error = exc
-                    except Exception:
-                        log.exception("write to %r failed", op.world)
-                        op.error = StorageFailure()
             if in_txn or force_maintenance:
                 if not in_txn:
                     conn.execute("BEGIN IMMEDIATE")
@@ -176,22 +220,21 @@ class Writer:
                 conn.execute("COMMIT")
                 in_txn = False
                 self.stats.commits += 1
-        except Exception:
-            log.exception("write batch of %d ops failed; rolled back", len(batch))
-            self.stats.failed_commits += 1
+        except Exception as exc:
             if in_txn:
                 try:
                     conn.execute("ROLLBACK")
                 except Exception:
                     log.exception("rollback failed")
-            for op in batch:
-                op.error = StorageFailure()
-                op.result = None
-                op.change = None
-        else:
-            handler.after_commit(ctx, batch)
-        if batch:
-            self.stats.batches += 1
-            self.stats.ops += len(batch)
-            self.stats.max_batch = max(self.stats.max_batch, len(batch))
-            self._deliver(batch)
+            if not isolate and batch:
+                log.warning("write batch hit %r; retrying op by op", exc)
+                raise _Unexpected() from exc
+            log.exception("write batch of %d ops failed; rolled back", len(batch))
+            self.stats.failed_commits += 1
+            return False
+        handler.after_commit(ctx, batch)
+        return True
+
+
+class _Unexpected(Exception):
+    """Internal: the fast path failed in a way that needs the op-by-op retry."""
