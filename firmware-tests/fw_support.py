@@ -74,7 +74,7 @@ def compile_mpy(src: Path, dst_dir: Path, *args: str) -> Path:
 
 def compile_all(dst_dir: Path) -> Path:
     """The client modules and the test driver as .mpy files: what a board would run."""
-    for src in [*sorted(MICRO.glob("*.py")), MP_DIR / "fw_driver.py"]:
+    for src in [*sorted(MICRO.glob("*.py")), MP_DIR / "fw_driver.py", MP_DIR / "fw_board.py"]:
         compile_mpy(src, dst_dir)
     return dst_dir
 
@@ -133,6 +133,25 @@ def run_mp(
         with contextlib.suppress(ValueError):
             lines.append(json.loads(line))
     return MpRun(res.returncode, lines, res.stderr, res.stdout)
+
+
+def run_board(
+    mpy_dir: Path, heap: str, host: str, port: int, token: str, mode: str, count: int
+) -> dict[str, list[int]]:
+    """Run mp/fw_board.py (a sensor-sized program) compiled, in a heap of ``heap`` bytes.
+    Returns its output lines as {"free": [...], "ok": [...], "alloc": [...], "end": [...]}."""
+    argv = [str(micropython_bin()), "-X", f"heapsize={heap}", "-m", "fw_board"]
+    argv += [host, str(port), token, mode, str(count)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROPY")}
+    env["MICROPYPATH"] = str(mpy_dir)
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    if res.returncode != 0:
+        raise AssertionError(f"micropython exited {res.returncode}: {res.stdout}\n{res.stderr}")
+    out: dict[str, list[int]] = {}
+    for line in res.stdout.splitlines():
+        key, *nums = line.split()
+        out[key] = [int(n) for n in nums]
+    return out
 
 
 # ---------------------------------------------------------------- a misbehaving CoAP peer
