@@ -1,0 +1,235 @@
+"""The command line: ``python -m gateway run`` (ready line, SIGTERM, config errors,
+embedded core) and ``python -m gateway coap ...`` (exit codes, decode, bad input)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+import subprocess
+import sys
+
+import pytest
+
+from tests.gateway.conftest import core_http
+from tests.gateway.gwproc import GatewayProc
+
+pytestmark = pytest.mark.xdist_group("gateway-cli")
+
+
+def gw_cli(
+    *args: str, stdin: bytes | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], input=stdin, capture_output=True, timeout=timeout
+    )
+
+
+def test_run_prints_ready_line_and_sigterm_exits_0(our_core, tmp_path):
+    gw = GatewayProc(our_core.url, tmp_path / "state").start()
+    try:
+        assert gw.ready_line == f"gateway: coap://127.0.0.1:{gw.port}/ -> {our_core.url}"
+        r = gw_cli("coap", "put", f"127.0.0.1:{gw.port}", "cli/a", "v", "--token", "w")
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.decode().startswith("2.01")
+    finally:
+        code = gw.stop()
+    assert code == 0
+    assert "shutdown signal received" in gw.output()
+    assert "Bearer" not in gw.output() and " w " not in gw.output()
+    assert "Traceback" not in gw.output()
+
+
+def test_config_file_and_flag_override(our_core, tmp_path):
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(
+        'core_url = "http://127.0.0.1:1"\nrequest_timeout = 3.5\nupstream_token = "w"\n'
+        '[[devices]]\nid = "d"\ntoken = "dt"\npaths = ["home/cli/"]\n'
+    )
+    with GatewayProc(our_core.url, tmp_path / "s", config=cfg) as gw:
+        assert gw.core_url == our_core.url  # the flag wins over the file
+        r = gw_cli("coap", "put", f"127.0.0.1:{gw.port}", "cli/dev", "x", "--token", "dt")
+        assert r.returncode == 0, r.stderr
+        r = gw_cli("coap", "put", f"127.0.0.1:{gw.port}", "other", "x", "--token", "dt")
+        assert (r.returncode, r.stderr.decode().split()[0]) == (1, "4.03")
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('request_timeout = "soon"\n', "request_timeout: must be a number"),
+        ("max_in_flight = 0\n", "max_in_flight: must be at least 1"),
+        ("nonsense = 1\n", "nonsense: unknown key"),
+        ('coap_bind = "localhost"\n', "coap_bind: expected HOST:PORT"),
+        ('core_url = "ftp://x"\n', "core_url: must be an http:// or https:// URL"),
+        ('[[devices]]\nid = "a"\n', "devices[0].token: must be a non-empty string"),
+        ('[[devices]]\nid = "a"\ntoken = "t"\n', "upstream_token: is required"),
+        (
+            '[[devices]]\nid = "a"\ntoken = "t"\nmethods = ["PATCH"]\n',
+            "devices[0].methods: unknown method",
+        ),
+        ("this is not toml", "invalid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, toml, needle):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    r = gw_cli("run", "--config", str(cfg), "--state-dir", str(tmp_path / "s"))
+    assert r.returncode == 2
+    err = r.stderr.decode()
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_flags_and_env(tmp_path):
+    r = gw_cli("run", "--coap-bind", "1.2.3.4:99999", "--state-dir", str(tmp_path))
+    assert r.returncode == 2 and b"coap_bind: port must be 0-65535" in r.stderr
+    r = gw_cli("run", "--bogus")
+    assert r.returncode == 2 and b"unrecognized arguments" in r.stderr
+    env = dict(os.environ, GATEWAY_REQUEST_TIMEOUT="x")
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway", "run"], env=env, capture_output=True, timeout=30
+    )
+    assert r.returncode == 2 and b"GATEWAY_REQUEST_TIMEOUT: must be a number" in r.stderr
+    r = gw_cli("frobnicate")
+    assert r.returncode == 2 and b"unknown command" in r.stderr
+
+
+def test_embedded_core_on_a_fresh_state_dir(tmp_path):
+    state = tmp_path / "fresh"
+    with GatewayProc(None, state) as gw:
+        assert gw.core_url.startswith("http://127.0.0.1:")
+        key = state / "core" / "key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert len(key.read_text().strip()) == 64
+        token = (state / "core" / "write-token").read_text().strip()
+        assert stat.S_IMODE((state / "core" / "write-token").stat().st_mode) == 0o600
+        r = gw_cli("coap", "put", f"127.0.0.1:{gw.port}", "emb/x", "kept", "--token", token)
+        assert r.returncode == 0, r.stderr
+        assert token not in gw.output() and key.read_text().strip() not in gw.output()
+    first_key = key.read_text()
+    # A restart reuses the key (the audit chain still verifies) and the data.
+    with GatewayProc(None, state) as gw:
+        assert key.read_text() == first_key
+        r = gw_cli("coap", "get", f"127.0.0.1:{gw.port}", "emb/x")
+        assert (r.returncode, r.stdout) == (0, b"kept")
+
+
+def test_coap_cli_methods_and_exit_codes(our_core, tmp_path):
+    with GatewayProc(our_core.url, tmp_path / "s") as gw:
+        t = f"127.0.0.1:{gw.port}"
+        r = gw_cli(
+            "coap",
+            "put",
+            t,
+            "cli/m",
+            "-",
+            "--token",
+            "w",
+            "--content-format",
+            "json",
+            stdin=b'{"a":1}',
+        )
+        assert (r.returncode, r.stderr.decode().split()[0]) == (0, "2.01")
+        r = gw_cli("coap", "get", t, "cli/m", "--verbose")
+        assert r.returncode == 0 and r.stdout == b'{"a":1}'
+        assert b"CONTENT_FORMAT" in r.stderr and b"ETAG" in r.stderr
+        r = gw_cli("coap", "post", t, "cli/m", "+", "--token", "w", "--non")
+        assert r.returncode == 0
+        assert core_http(our_core, "GET", "/home/cli/m")[2] == b'{"a":1}+'
+        r = gw_cli("coap", "delete", t, "cli/m", "--token", "w")
+        assert (r.returncode, r.stderr.decode().split()[0]) == (1, "4.01")
+        r = gw_cli("coap", "delete", t, "cli/m", "--token", "a")
+        assert (r.returncode, r.stderr.decode().split()[0]) == (0, "2.02")
+        r = gw_cli("coap", "get", t, "cli/m")
+        assert (r.returncode, r.stdout) == (1, b"not found\n")
+        core_http(our_core, "PUT", "/home/cli/o", b"0", authorization="Bearer w")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "coap",
+                "observe",
+                t,
+                "cli/o",
+                "--count",
+                "1",
+                "--timeout",
+                "20",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(100):
+            if b"observations 1" in gw_cli("coap", "get", t, ".well-known/gateway/stats").stdout:
+                break
+            time.sleep(0.1)
+        core_http(our_core, "PUT", "/home/cli/o", b"1", authorization="Bearer w")
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and out == b"0\n1\n", err
+
+
+def test_coap_cli_no_answer_is_exit_2(tmp_path):
+    from tests.support.servers import free_udp_port
+
+    r = gw_cli("coap", "get", f"127.0.0.1:{free_udp_port()}", "x", "--timeout", "0.5")
+    assert r.returncode == 2 and b"no answer" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["coap", "get", "127.0.0.1:abc", "x"], b"bad port"),
+        (["coap", "get", "127.0.0.1:0", "x"], b"bad port"),
+        (["coap", "put", "h", "x", "--content-format", "yaml"], b"unknown content format"),
+        (["coap", "get", "h"], b"required"),
+        (["coap", "fetch", "h", "x"], b"invalid choice"),
+        (["coap"], b"missing command"),
+        (["coap", "get", "h", "x", "--timeout", "-1"], b"--timeout must be > 0"),
+        (["coap", "decode", "zz"], b"not a hex string"),
+        (["coap", "decode", "81010001"], b"bad_version"),
+    ],
+)
+def test_coap_cli_bad_input_is_one_line_exit_2(args, needle):
+    r = gw_cli(*args)
+    assert r.returncode == 2, r
+    assert needle in r.stderr and b"Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_coap_decode_pretty_prints_every_option():
+    from tests.gateway.coapwire import build
+
+    dgram = build(
+        3,
+        mid=0x1234,
+        token=b"\xab\xcd",
+        options=[(11, b"home"), (11, b"x"), (12, b"\x32"), (65001, b"secret"), (27, b"\x0e")],
+        payload=b"hi",
+    )
+    r = gw_cli("coap", "decode", dgram.hex())
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.decode()
+    for needle in (
+        "type:    CON",
+        "code:    0.03 PUT",
+        "mid:     4660",
+        "token:   abcd",
+        "URI_PATH (11): home",
+        "URI_PATH (11): x",
+        "CONTENT_FORMAT (12)",
+        "BLOCK1 (27)",
+        "Elastik-Auth (65001): (6 bytes, hidden",
+        "payload: 2 bytes 'hi'",
+    ):
+        assert needle in text, (needle, text)
+    assert "secret" not in text
+    r = gw_cli("coap", "decode", "70 00 ca fe")
+    assert r.returncode == 0 and "type:    RST" in r.stdout.decode()
+
+
+def test_main_entry_point_usage():
+    r = gw_cli()
+    assert r.returncode == 2 and b"usage" in r.stderr
+    r = gw_cli("outbox", "--help")
+    assert b"Traceback" not in r.stderr
