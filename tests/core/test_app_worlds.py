@@ -156,7 +156,14 @@ async def test_d4_delete_ledger_is_append_only(method: str, headers: list) -> No
     app, engine = make_app()
     res = await call(app, method, "/var/log/deletes", headers, b"x")
     assert res.status == 401
-    assert res.body == b"auth required: delete ledger is append-only\n"
+    if headers == A:
+        assert res.body == b"auth required: delete ledger is append-only\n"
+    else:  # the tier check answers first; var/log/ needs the approve token anyway
+        assert res.body.startswith(
+            b"auth required: "
+            + method.lower().encode().replace(b"put", b"write").replace(b"post", b"write")
+        )
+    assert res.header("www-authenticate") == 'Bearer realm="elastik"'
     assert engine.calls == []
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from elastik import __version__
 
 from . import auth, paths, sse
-from .conditionals import Conditions
+from .conditionals import BODY_IF_MATCH_MISSING, Conditions
 from .config import CoreConfig
 from .errors import (
     BadRequest,
@@ -25,11 +25,12 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     StorageFailure,
     Unauthorized,
 )
 from .headerpolicy import HeaderPolicy, content_type
-from .model import EngineAPI, Idempotency, World
+from .model import EngineAPI, Idempotency, Precondition, World, WriteResult
 from .ranges import content_range, parse_range
 
 log = logging.getLogger("elastik.server")
@@ -282,20 +283,47 @@ class App:
         # Writes: body limit (413) before authentication (401), as the reference does.
         body = b"" if method == "DELETE" else await self._read_body(first, receive)
         cred = auth.credential(cred_raw)
-        if world == paths.LEDGER:
-            raise Unauthorized(auth.BODY_LEDGER)  # D4: the delete ledger is append-only
         if method == "DELETE":
             auth.require(self.tokens, cred, auth.APPROVE, auth.BODY_DELETE)
         else:
             tier = auth.APPROVE if paths.needs_approve(world) else auth.WRITE
             auth.require(self.tokens, cred, tier, auth.BODY_WRITE)
+        if world == paths.LEDGER:
+            raise Unauthorized(auth.BODY_LEDGER)  # D4: the delete ledger is append-only
         key = first.get(b"idempotency-key")
         if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
             raise BadRequest(BODY_BAD_IDEMPOTENCY_KEY)
         headers_in = scope["headers"]
         precondition = None
+        cond: Conditions | None = None
         if b"if-match" in first or b"if-none-match" in first:
-            precondition = Conditions.from_headers(headers_in).precondition()
+            cond = Conditions.from_headers(headers_in)
+            precondition = cond.precondition()
+        try:
+            result = await self._write(method, world, body, headers_in, key, precondition)
+        except NotFound:
+            # §8: If-Match against a missing world is 412, whatever the engine checks first.
+            if cond is not None and cond.if_match is not None:
+                raise PreconditionFailed(BODY_IF_MATCH_MISSING) from None
+            raise
+        out: Headers = [TEXT]
+        if result.etag is not None:
+            out.append((b"etag", b'"' + result.etag.encode() + b'"'))
+        if result.status == 201:
+            out.append((b"location", paths.encode_location(world)))
+        if result.replayed:
+            out.append(REPLAYED)
+        return Response(result.status, out)
+
+    async def _write(
+        self,
+        method: str,
+        world: str,
+        body: bytes,
+        headers_in: Headers,
+        key: bytes | None,
+        precondition: Precondition | None,
+    ) -> WriteResult:
         idem: Idempotency | None = None
         if method == "PUT":
             ctype = content_type(headers_in)
@@ -317,14 +345,7 @@ class App:
                 result = await self.engine.delete(
                     world, precondition=precondition, idempotency=idem
                 )
-        out: Headers = [TEXT]
-        if result.etag is not None:
-            out.append((b"etag", b'"' + result.etag.encode() + b'"'))
-        if result.status == 201:
-            out.append((b"location", paths.encode_location(world)))
-        if result.replayed:
-            out.append(REPLAYED)
-        return Response(result.status, out)
+        return result
 
     async def _read_body(self, first: dict[bytes, bytes], receive: Receive) -> bytes:
         limit = self.max_body

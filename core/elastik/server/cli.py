@@ -38,7 +38,7 @@ def banner(cfg: CoreConfig, port: int | None = None) -> list[str]:
     write = "token required" if cfg.write_token else "disabled (ELASTIK_WRITE_TOKEN not set)"
     approve = "token required" if cfg.approve_token else "disabled (ELASTIK_APPROVE_TOKEN not set)"
     return [
-        f"elastik-core v{__version__} on http://{display_host(cfg.host)}:{shown_port}/",
+        f"elastik-core v{__version__} (python) on http://{display_host(cfg.host)}:{shown_port}/",
         "auth:",
         f"  read:    {read}",
         f"  write:   {write}",
@@ -75,9 +75,7 @@ def main(argv: Sequence[str]) -> int:
 def run(argv: Sequence[str]) -> int:
     from . import config as config_mod
 
-    cfg = config_mod.load(argv)
-    for line in cfg.early_warnings:
-        _err(line)
+    cfg = config_mod.load(argv, warn=_err)
     try:
         import uvloop
 
@@ -192,7 +190,7 @@ def verify(argv: Sequence[str]) -> int:
             print(f"ok\t{row.world}\tevents={row.events}")
         else:
             broken += 1
-            print(f"BROKEN\t{row.world}\tevents={row.events}\t{row.reason}")
+            print(f"BROKEN\t{row.world}\tevents={row.events}\t{row.detail}")
     print(f"{len(rows)} world(s) checked, {broken} broken")
     return 1 if broken else 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,10 +97,13 @@ def _check_key(key: str | None) -> str:
     return key
 
 
-def from_env(env: Mapping[str, str] | None = None) -> CoreConfig:
+def from_env(
+    env: Mapping[str, str] | None = None, warn: Callable[[str], None] | None = None
+) -> CoreConfig:
     """Load from environment variables; raises ``FatalError`` like the reference (§1.3).
 
     Checks run in the reference's order: CoAP port warning, port, storage quota, key.
+    ``warn`` receives the early warnings at once, so they show even when a fatal follows.
     """
     env = os.environ if env is None else env
     early: list[str] = []
@@ -112,6 +115,8 @@ def from_env(env: Mapping[str, str] | None = None) -> CoreConfig:
             early.append(
                 f'  warning: invalid ELASTIK_COAP_PORT="{coap_text}"; SCoAP/UDP surface disabled.'
             )
+            if warn is not None:
+                warn(early[-1])
     port_text = env.get("ELASTIK_PORT")
     port = 3105
     if port_text is not None:
@@ -260,7 +265,11 @@ _STRICT_INT = {
 _POSITIVE = {"max_listen_connections", "listen_replay_max", "read_cache_max_entries"}
 
 
-def load(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> CoreConfig:
+def load(
+    argv: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> CoreConfig:
     """Environment first, then flags; flags with bad values are fatal and name the flag."""
     env = dict(os.environ if env is None else env)
     try:
@@ -284,4 +293,4 @@ def load(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Core
         env[var] = value
         if dest == "write_token":
             env.pop("ELASTIK_TOKEN", None)  # an explicit flag replaces the legacy name
-    return from_env(env)
+    return from_env(env, warn)

@@ -26,13 +26,22 @@ from .errors import FatalError
 
 # hyper rejects request-targets of 65535 bytes or more with 414 (its MAX_URI_LEN).
 MAX_REQUEST_TARGET = 65534
-# hyper answers 431 beyond 100 request headers (its default header array size).
+# hyper answers 431 beyond 100 request headers (its default header array size) ...
 MAX_HEADERS = 100
+# ... or when the head of a request outgrows its read buffer (8 KiB + 100 * 4 KiB).
+MAX_HEAD_BYTES = 8192 + 4096 * 100
 # Idle keep-alive connections are closed after this long; long enough for benchmark and
 # SDK connection pools, short enough that abandoned sockets do not pile up.
 KEEPALIVE_TIMEOUT_S = 75
 # Listen backlog: bursts of 64+ concurrent clients connecting at once must not be refused.
 BACKLOG = 2048
+
+
+# Methods llhttp parses itself. Any other token (FOO, get, M-SEARCH...) is an extension
+# method to hyper and gets 405 from the router; llhttp would refuse it with 400, so such a
+# request line is parsed as PATCH and the real method restored in the scope.
+_NATIVE_METHODS = frozenset({b"GET", b"HEAD", b"PUT", b"POST", b"DELETE", b"OPTIONS", b"PATCH"})
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def _encode_non_ascii(url: bytes) -> bytes:
@@ -41,16 +50,24 @@ def _encode_non_ascii(url: bytes) -> bytes:
 
 class ElastikHttpProtocol(HttpToolsProtocol):
     _header_count = 0
+    _head_bytes = 0
     _at_request_line = True
+    _real_method: bytes | None = None
 
     def data_received(self, data: bytes) -> None:
-        # llhttp refuses raw bytes >= 0x80 in the request-target, hyper accepts them: encode
-        # them in a request line that starts this chunk (the common, unpipelined case).
-        if self._at_request_line and not data.isascii():
-            end = data.find(b"\n")
-            line = data if end < 0 else data[:end]
-            if not line.isascii():
-                data = _encode_non_ascii(line) + (b"" if end < 0 else data[end:])
+        # Fix-ups for a request line that starts this chunk (the common, unpipelined case):
+        # llhttp refuses raw bytes >= 0x80 in the request-target and extension methods,
+        # both of which hyper accepts.
+        if self._at_request_line:
+            sp = data.find(b" ", 0, 64)
+            if sp > 0 and data[:sp] not in _NATIVE_METHODS and all(c in _TCHAR for c in data[:sp]):
+                self._real_method = data[:sp]
+                data = b"PATCH" + data[sp:]
+            if not data.isascii():
+                end = data.find(b"\n")
+                line = data if end < 0 else data[:end]
+                if not line.isascii():
+                    data = _encode_non_ascii(line) + (b"" if end < 0 else data[end:])
         self._at_request_line = False
         super().data_received(data)
 
@@ -61,21 +78,26 @@ class ElastikHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = 0
+        self._head_bytes = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._head_bytes += len(name) + len(value) + 4
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         bare = 0
         if len(self.url) > MAX_REQUEST_TARGET:
             bare = 414
-        elif self._header_count > MAX_HEADERS:
+        elif self._header_count > MAX_HEADERS or self._head_bytes + len(self.url) > MAX_HEAD_BYTES:
             bare = 431
         if bare:
             self.url = b"/"
             self.scope["extensions"] = {"elastik.bare": {"status": bare}}
         super().on_headers_complete()
+        if self._real_method is not None:  # the ASGI task has not started yet
+            self.scope["method"] = self._real_method.decode("ascii")
+            self._real_method = None
 
     def send_400_response(self, msg: str) -> None:
         date = formatdate(usegmt=True).encode()
