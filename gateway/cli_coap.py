@@ -121,12 +121,12 @@ def _segments(path: str) -> list[str]:
 
 
 async def request_cmd(args: Any, host: str, port: int, cf: int | None, payload: bytes) -> int:
+    import logging
+
     from aiocoap import Context, Message
     from aiocoap.numbers.codes import Code
     from aiocoap.numbers.constants import TransportTuning
     from aiocoap.optiontypes import OpaqueOption
-
-    import logging
 
     logging.getLogger("coap").setLevel(logging.CRITICAL)
     method = {"get": Code.GET, "observe": Code.GET, "put": Code.PUT, "post": Code.POST}.get(

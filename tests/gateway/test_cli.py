@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 import subprocess
 import sys
+import time
 
 import pytest
 

@@ -15,8 +15,8 @@ import subprocess
 
 import pytest
 
-from tests.gateway.conftest import coap, coap_message, core_http
 from tests.gateway.coapwire import UdpClient, build, parse, path_options
+from tests.gateway.conftest import coap, coap_message, core_http
 from tests.support.servers import free_udp_port, reference, reference_python, running
 
 pytestmark = [pytest.mark.reference, pytest.mark.xdist_group("gateway-interop")]
@@ -137,21 +137,21 @@ FLOOR_CASES = [
     (
         "put create",
         lambda: build(
-            3, mid=1, options=path_options("floor/a") + [(12, b""), (65001, b"w")], payload=b"hi"
+            3, mid=1, options=[*path_options("floor/a"), (12, b""), (65001, b"w")], payload=b"hi"
         ),
     ),
     (
         "put replace",
-        lambda: build(3, mid=2, options=path_options("floor/a") + [(65001, b"w")], payload=b"bin"),
+        lambda: build(3, mid=2, options=[*path_options("floor/a"), (65001, b"w")], payload=b"bin"),
     ),
     ("get octet", lambda: build(1, mid=3, options=path_options("floor/a"))),
     ("get missing", lambda: build(1, mid=4, options=path_options("floor/none"))),
     ("put no token", lambda: build(3, mid=5, options=path_options("floor/b"), payload=b"x")),
     (
         "put bad token",
-        lambda: build(3, mid=6, options=path_options("floor/b") + [(65001, b"Bearer w")]),
+        lambda: build(3, mid=6, options=[*path_options("floor/b"), (65001, b"Bearer w")]),
     ),
-    ("get bad token", lambda: build(1, mid=7, options=path_options("floor/a") + [(65001, b"zzz")])),
+    ("get bad token", lambda: build(1, mid=7, options=[*path_options("floor/a"), (65001, b"zzz")])),
     ("bad path", lambda: build(1, mid=8, options=[(11, b"a"), (11, b"")])),
     ("reserved root", lambda: build(1, mid=9, options=[(11, b"tmp")])),
     ("proc", lambda: build(1, mid=10, options=[(11, b"proc"), (11, b"worlds")])),
@@ -160,13 +160,13 @@ FLOOR_CASES = [
     (
         "put 1144 text",
         lambda: build(
-            3, mid=13, options=path_options("floor/d") + [(65001, b"w")], payload=b"q" * 1144
+            3, mid=13, options=[*path_options("floor/d"), (65001, b"w")], payload=b"q" * 1144
         ),
     ),
     ("get 1144", lambda: build(1, mid=14, options=path_options("floor/d"))),
     (
         "tmp put",
-        lambda: build(3, mid=15, options=path_options("tmp/floor") + [(65001, b"w")], payload=b"m"),
+        lambda: build(3, mid=15, options=[*path_options("tmp/floor"), (65001, b"w")], payload=b"m"),
     ),
     ("tmp get", lambda: build(1, mid=16, options=path_options("tmp/floor"))),
     ("bad version", lambda: b"\x81\x01\x00\x11\x01"),
