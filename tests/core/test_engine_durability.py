@@ -76,11 +76,18 @@ def test_data_path_is_a_regular_file(tmp_path: Path):
     )
 
 
-def test_data_parent_missing(tmp_path: Path):
+def test_missing_parents_are_created_like_the_reference(tmp_path: Path):
+    Engine.open(cfg(tmp_path / "no" / "such" / "data")).close()
+    assert (tmp_path / "no" / "such" / "data" / "elastik.db").is_file()
+
+
+def test_data_path_below_a_regular_file(tmp_path: Path):
+    f = tmp_path / "file"
+    f.write_bytes(b"")
     with pytest.raises(FatalError) as info:
-        Engine.open(cfg(tmp_path / "no" / "data"))
+        Engine.open(cfg(f / "data"))
     assert info.value.message == (
-        "build Engine failed: data root IO error: No such file or directory (os error 2)"
+        "build Engine failed: data root IO error: Not a directory (os error 20)"
     )
 
 

@@ -57,13 +57,17 @@ def _io_fatal(exc: OSError) -> FatalError:
 
 
 def _make_data_dir(data: Path) -> None:
+    """Create the data dir and missing parents, like the reference (``create_dir_all``).
+
+    PROTOCOL §1.1 says the parent must exist, but the 8.3.0 binary creates it; a regular
+    file gives ``File exists (os error 17)``, a path below a file ``Not a directory (20)``.
+    """
     try:
-        os.mkdir(data)
-    except FileExistsError as exc:
-        if not data.is_dir():
-            raise _io_fatal(exc) from None
+        os.makedirs(data, exist_ok=True)
     except OSError as exc:
         raise _io_fatal(exc) from None
+    if not data.is_dir():
+        raise _io_fatal(FileExistsError(errno.EEXIST, "File exists"))
 
 
 class Engine:
