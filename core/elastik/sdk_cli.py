@@ -25,7 +25,7 @@ def _positive_int(value: str) -> int:
     return parsed
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
         prog="python -m elastik",
         description="Elastik tools. Server: run, verify, decode-path, ls-data. "
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--verbose", action="store_true", help="print the CoAP code to stderr")
         c.add_argument("--token", default=None, help="auth token, sent in CoAP option 65001")
         c.add_argument("--timeout", type=float, default=2.0)
-    return parser
+    return parser, p_coap
 
 
 def _coap(args: argparse.Namespace) -> int:
@@ -118,7 +118,7 @@ def _info() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser, coap_parser = _parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.cmd is None:
         parser.print_help()
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return _info()
     if args.cmd == "coap":
         if args.coap_cmd is None:
-            parser.parse_args(["coap", "--help"])
+            coap_parser.print_help(sys.stderr)
             return 2
         return _coap(args)
 
