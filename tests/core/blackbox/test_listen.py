@@ -127,12 +127,9 @@ def test_bad_last_event_id_replays_nothing(srv_listen: Server, uid: str, value: 
     with listening(s, "*", [("Last-Event-ID", value)]) as st:
         assert st.status == 200
         assert st.expect_silence(QUIET) == b""
+        assert s.snapshot() == before
         if value != "99999999":  # (live events up to a future id are not pinned down)
             sync(s, st, uid)  # and it still goes live
-    if value != "99999999":
-        s.delete(f"/tmp/{uid}/sync")
-    after = s.snapshot()
-    assert after[0] == before[0]
 
 
 def test_delete_ledger_update_fires_nothing(srv_listen: Server, uid: str) -> None:

@@ -32,7 +32,7 @@ def test_worlds_du_order_and_raw_utf8(srv: Server, uid: str) -> None:
     assert lines[:-1] == sorted(lines[:-1])  # bytewise order
     mine = [ln.decode() for ln in lines if uid.encode() in ln]
     assert mine == sorted(names, key=lambda n: n.encode())
-    du = srv.get("/proc/du").body.decode().splitlines()
+    du = srv.get("/proc/du").body.decode().split("\n")[:-1]
     assert [ln.split("\t")[0] for ln in du] == [ln.decode() for ln in lines[:-1]]
     sizes = dict(ln.split("\t") for ln in du)
     for i, n in enumerate(names):
@@ -51,17 +51,21 @@ def test_df_shape(srv: Server) -> None:
     assert int(m[3]) == 268435456 - int(m[1])
     w = worlds.split("\t")
     assert w[0] == "worlds" and w[2:] == ["unlimited", "unlimited"]
-    listed = srv.worlds().decode().split()
+    listed = srv.worlds().decode().split("\n")[:-1]
     assert int(w[1]) == len([n for n in listed if n != "var/log/deletes"])
     durable_bytes = sum(
         int(size)
-        for name, size in (ln.split("\t") for ln in srv.get("/proc/du").body.decode().splitlines())
+        for name, size in (
+            ln.split("\t") for ln in srv.get("/proc/du").body.decode().split("\n")[:-1]
+        )
         if not name.startswith(("tmp/", "dev/", "sys/"))
     )
     assert int(s[1]) == durable_bytes
     memory_bytes = sum(
         int(size)
-        for name, size in (ln.split("\t") for ln in srv.get("/proc/du").body.decode().splitlines())
+        for name, size in (
+            ln.split("\t") for ln in srv.get("/proc/du").body.decode().split("\n")[:-1]
+        )
         if name.startswith(("tmp/", "dev/", "sys/"))
     )
     assert int(m[1]) == memory_bytes
@@ -69,14 +73,14 @@ def test_df_shape(srv: Server) -> None:
 
 def test_pool_names_in_order(srv: Server) -> None:
     lines = srv.get("/proc/pool").body.decode().splitlines()
-    names = [ln.split(" ")[0] for ln in lines]
+    names = [ln.split(" ")[0] for ln in lines][:9]  # (extra counters after these are tolerated)
     assert names == [
         "read_cache_entries", "read_cache_tombstones", "read_cache_hits", "read_cache_misses",
         "read_cache_capped", "read_cache_evictions", "read_cache_open_fails",
         "read_cache_max_entries", "ledger_writer_inits",
     ]  # fmt: skip
     for ln in lines:
-        name, value, kind = ln.split(" ")
+        _name, value, kind = ln.split(" ")
         assert value.isdigit() and kind in ("snapshot", "counter")
     assert (
         dict((ln.split(" ")[0], ln.split(" ")[1]) for ln in lines)["read_cache_max_entries"]

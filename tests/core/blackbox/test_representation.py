@@ -75,7 +75,8 @@ def stored_headers(srv: Server, target: str) -> dict[str, str]:
 @pytest.mark.parametrize("ns", ["home", "tmp"])
 def test_default_policy(srv: Server, uid: str, ns: str) -> None:
     hs = [(name.upper() if i % 2 else name, f"v-{name}") for i, name in enumerate(DEFAULT_ALLOW)]
-    hs += [(name, "nope") for name in HARD_DENY]
+    # (unique values: our core also reads Idempotency-Key, whose reuse would be a 422)
+    hs += [(name, f"nope-{ns}-{uid}") for name in HARD_DENY]
     hs += [("X-Meta-Thing", "dropped"), ("Last-Modified", "dropped"), ("X-Custom", "dropped")]
     assert srv.put(f"/{ns}/{uid}", b"x", hs).status == 201
     got = stored_headers(srv, f"/{ns}/{uid}")

@@ -1,0 +1,196 @@
+"""Differential test: the same requests to the reference and to our core, same ELASTIK_KEY.
+
+Status, body and the headers that matter must be identical, ETags byte for byte: the audit
+chain is deterministic (PROTOCOL §14.4), so the same writes give the same HMACs. A seeded
+random sequence of writes (ELASTIK_DIFF_SEED overrides the seed) exercises durable and
+memory worlds, persisted headers and conditionals that hit and miss.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.core.blackbox.wire import Resp, Server
+from tests.support import servers
+
+pytestmark = [pytest.mark.reference]
+
+SEED = int(os.environ.get("ELASTIK_DIFF_SEED", "20261122"))
+STEPS = 240
+PERSIST = "x-meta-*,last-modified"
+# Per-request headers, or those that name the implementation; everything else is compared.
+IGNORED = {"date", "x-request-id", "x-elapsed-us", "connection", "keep-alive"}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+    key = servers.new_key()
+    wd: Path = tmp_path_factory.mktemp("diff")
+    extra = {"ELASTIK_PERSIST_HEADERS": PERSIST, "ELASTIK_MAX_STORAGE_BYTES": "1000000"}
+    ref = servers.reference(wd, key=key, extra=extra)
+    ours = servers.ours(wd, key=key, extra=extra)
+    with servers.running(ref), servers.running(ours):
+        yield (
+            Server(ref.host, ref.port, "reference", key),
+            Server(ours.host, ours.port, "ours", key),
+        )
+
+
+def normalized_body(r: Resp) -> bytes:
+    # D7: the implementation names itself in / and /proc/version.
+    return re.sub(rb"^elastik-core \S+ \((rust|python)\)", b"elastik-core <V>", r.body)
+
+
+def comparable(r: Resp) -> tuple[int, bytes, list[tuple[str, str]]]:
+    body = normalized_body(r)
+    ignored = IGNORED | ({"content-length"} if body != r.body else set())
+    hs = sorted((k, v) for k, v in r.headers if k not in ignored)
+    return r.status, body, hs
+
+
+def same(pair: tuple[Server, Server], method: str, target: str, body: bytes | None = None,
+         headers: list[tuple[str, str]] | None = None, token: str | None = None) -> Resp:  # fmt: skip
+    ref, ours = pair
+    a = ref.request(method, target, body, headers, token=token)
+    b = ours.request(method, target, body, headers, token=token)
+    assert comparable(b) == comparable(a), f"{method} {target} {headers}"
+    return a
+
+
+PROBES: list[tuple[str, str, bytes | None, list[tuple[str, str]], str | None]] = [
+    ("GET", "/", None, [], None),
+    ("GET", "/proc/version", None, [], None),
+    ("OPTIONS", "/home/p", None, [], None),
+    ("OPTIONS", "/listen/x", None, [], None),
+    ("PATCH", "/home/p", b"", [], "a"),
+    ("DELETE", "/proc/worlds", None, [], "a"),
+    ("PUT", "/home/p", b"probe", [("Content-Type", "text/p"), ("X-Meta-A", "1"), ("Cache-Control", "c"), ("X-Other", "no")], "w"),
+    ("PUT", "/home/p", b"probe", [], None),
+    ("PUT", "/etc/p", b"probe", [], "w"),
+    ("PUT", "/etc/p", b"probe", [], "a"),
+    ("DELETE", "/etc/p", None, [], "w"),
+    ("DELETE", "/var/log/deletes", None, [], "a"),
+    ("GET", "/home/p", None, [], None),
+    ("HEAD", "/home/p", None, [], None),
+    ("GET", "/home/p", None, [("Range", "bytes=1-2")], None),
+    ("GET", "/home/p", None, [("Range", "bytes=9-")], None),
+    ("GET", "/home/p", None, [("Range", "bytes=0-0,2-3")], None),
+    ("GET", "/home/p", None, [("If-None-Match", "*")], None),
+    ("HEAD", "/home/p", None, [("If-None-Match", "*")], None),
+    ("POST", "/home/p", b"+more", [("Content-Type", "x/ignored")], "w"),
+    ("POST", "/home/missing", b"x", [], "w"),
+    ("PUT", "/home/p", b"x", [("If-Match", '"nope"')], "w"),
+    ("PUT", "/home/q", b"x", [("If-Match", "*")], "w"),
+    ("PUT", "/home/p", b"x", [("If-None-Match", "*")], "w"),
+    ("PUT", "/tmp/m", b"memory", [("Content-Type", "text/m"), ("X-Meta-B", "2")], "w"),
+    ("POST", "/tmp/m", b"", [], "w"),
+    ("GET", "/tmp/m", None, [], None),
+    ("PUT", "/home/a%20b/%C3%A9", b"enc", [], "w"),
+    ("PUT", "/note", b"defaulted", [], "w"),
+    ("GET", "/home/", None, [], None),
+    ("GET", "/home/a/../b", None, [], None),
+    ("GET", "/home/a%5Cb", None, [], None),
+    ("GET", "/home/a%01", None, [], None),
+    ("GET", "/var/log", None, [], None),
+    ("GET", "/home/%FF", None, [], None),
+    ("GET", "/listen/%FF", None, [], None),
+    ("GET", "/proc/audit/%FF/verify", None, [], None),
+    ("GET", "/proc/unknown", None, [], None),
+    ("GET", "/proc/audit/home/p/verify", None, [], None),
+    ("GET", "/proc/audit/tmp/m/verify", None, [], None),
+    ("GET", "/proc/audit/home/verify", None, [], None),
+    ("GET", "/proc/audit/%2F/verify", None, [], None),
+    ("DELETE", "/tmp/m", None, [], "a"),
+    ("DELETE", "/tmp/m", None, [], "a"),
+    ("DELETE", "/tmp/m", None, [("If-Match", '"x"')], "a"),
+    ("GET", "/proc/audit/var/log/deletes/verify", None, [], None),
+    ("GET", "/var/log/deletes", None, [], None),
+    ("GET", "/proc/worlds", None, [], None),
+    ("GET", "/proc/du", None, [], None),
+    ("GET", "/proc/df", None, [], None),
+]  # fmt: skip
+
+
+def test_probes_identical(pair: tuple[Server, Server]) -> None:
+    diffs = []
+    for method, target, body, headers, token in PROBES:
+        ref, ours = pair
+        a = ref.request(method, target, body, headers, token=token)
+        b = ours.request(method, target, body, headers, token=token)
+        if comparable(b) != comparable(a):
+            diffs.append(
+                f"{method} {target} {headers}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
+            )
+    assert not diffs, "\n".join(diffs)
+
+
+WORLDS = [
+    "/home/d/a", "/home/d/b", "/home/d/%C3%A9t%C3%A9", "/var/d/c", "/home/d/deep/x/y",
+    "/tmp/m/a", "/tmp/m/b", "/dev/m/c", "/sys/m/%20sp",
+]  # fmt: skip
+TYPES = ["text/plain", "application/json", "text/plain; charset=utf-8", "", "a/b"]
+META = [("X-Meta-Room", ["kitchen", "hall", ""]), ("Cache-Control", ["no-store", "max-age=5"]),
+        ("Last-Modified", ["Mon, 01 Jan 2024 00:00:00 GMT"]), ("X-Dropped", ["never"])]  # fmt: skip
+
+
+def random_request(rng: random.Random, etags: dict[str, str]) -> tuple[str, str, bytes | None, list[tuple[str, str]], str]:  # fmt: skip
+    target = rng.choice(WORLDS)
+    op = rng.choices(["PUT", "POST", "DELETE"], weights=[6, 4, 1])[0]
+    headers: list[tuple[str, str]] = []
+    body: bytes | None = None
+    if op in ("PUT", "POST"):
+        body = rng.randbytes(rng.choice([0, 1, 7, 64, 300]))
+        ct = rng.choice(TYPES)
+        if ct:
+            headers.append(("Content-Type", ct))
+        for name, values in META:
+            if rng.random() < 0.4:
+                headers.append((name, rng.choice(values)))
+    current = etags.get(target)
+    cond = rng.random()
+    if cond < 0.15 and current:
+        headers.append(("If-Match", current))  # hit
+    elif cond < 0.22:
+        headers.append(("If-Match", '"hmac-' + "0" * 64 + '"'))  # miss (412)
+    elif cond < 0.28:
+        headers.append(("If-None-Match", "*"))  # hit when missing, 412 when present
+    elif cond < 0.32 and current:
+        headers.append(("If-None-Match", current))  # 412
+    elif cond < 0.35:
+        headers.append(("If-Match", "*"))
+    token = "a" if op == "DELETE" else rng.choice(["w", "w", "w", "a"])
+    return op, target, body, headers, token
+
+
+def test_seeded_random_writes_identical(pair: tuple[Server, Server]) -> None:
+    rng = random.Random(SEED)
+    etags: dict[str, str] = {}
+    statuses: dict[int, int] = {}
+    for step in range(STEPS):
+        op, target, body, headers, token = random_request(rng, etags)
+        ref, ours = pair
+        a = ref.request(op, target, body, headers, token=token)
+        b = ours.request(op, target, body, headers, token=token)
+        ctx = f"seed {SEED} step {step}: {op} {target} {headers}"
+        assert (b.status, b.etag) == (a.status, a.etag), ctx
+        assert comparable(b) == comparable(a), ctx
+        statuses[a.status] = statuses.get(a.status, 0) + 1
+        if a.status in (200, 201):
+            etags[target] = a.etag or ""
+        elif a.status == 204:
+            etags.pop(target, None)
+        if step % 20 == 0:
+            same(pair, "GET", target)
+    # the sequence really covered creates, replaces, deletes, 404 and 412
+    assert {200, 201, 204, 404, 412} <= set(statuses), statuses
+    for target in WORLDS:
+        same(pair, "GET", target)
+        same(pair, "GET", f"/proc/audit{target}/verify")
+    for target in ("/proc/worlds", "/proc/du", "/proc/df", "/proc/audit/var/log/deletes/verify"):
+        same(pair, "GET", target)

@@ -1,0 +1,196 @@
+"""Tampering with the database behind our core's back (PROTOCOL §1.3, §14.7, D3, D5).
+
+The schema is the engine's (core/STORAGE-DESIGN.md): one ``elastik.db`` with tables
+``worlds(name, body, content_type, headers JSON, size)`` and ``events(...)``. Edits are
+made with a separate SQLite connection, either while the core is stopped or while it runs
+(WAL lets a second connection write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.core.blackbox.wire import Server
+from tests.support import servers
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[servers.Proc]:
+    proc = servers.ours(tmp_path, extra={"ELASTIK_PERSIST_HEADERS": "x-meta-*"})
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def srv_of(proc: servers.Proc) -> Server:
+    return Server(proc.host, proc.port, "ours", proc.env["ELASTIK_KEY"])
+
+
+def db_path(proc: servers.Proc) -> Path:
+    return Path(proc.env["ELASTIK_DATA"]) / "elastik.db"
+
+
+def edit(proc: servers.Proc, sql: str, *args: object) -> None:
+    con = sqlite3.connect(db_path(proc), timeout=10)
+    try:
+        cur = con.execute(sql, args)
+        assert cur.rowcount >= 1, sql
+        con.commit()
+    finally:
+        con.close()
+
+
+def verify_cli(proc: servers.Proc, key: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "elastik", "verify", "--data", proc.env["ELASTIK_DATA"],
+         "--key", key or proc.env["ELASTIK_KEY"]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def start_fails(proc: servers.Proc) -> str:
+    with pytest.raises(RuntimeError) as info:
+        proc.start(timeout=20)
+    assert proc.proc is not None and proc.proc.returncode == 1
+    return str(info.value)
+
+
+def seed(srv: Server) -> None:
+    assert (
+        srv.put("/home/a", b"alpha", [("Content-Type", "text/a"), ("X-Meta-Room", "k")]).status
+        == 201
+    )
+    assert srv.post("/home/a", b"+1").status == 200
+    assert srv.post("/home/a", b"+2").status == 200
+    assert srv.put("/home/b", b"beta").status == 201
+
+
+# ---------------------------------------------------------------------------------------
+# events edited while stopped: startup refuses (§1.3), naming the world
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("size", 999), ("body_sha256", "0" * 64), ("hmac", "f" * 64), ("meta_sha256", "e" * 64)],
+)
+def test_tampered_tail_event_refuses_start(core: servers.Proc, column: str, value: object) -> None:
+    seed(srv_of(core))
+    assert core.stop() == 0
+    edit(
+        core,
+        f"UPDATE events SET {column} = ? WHERE id = (SELECT max(id) FROM events WHERE world = 'home/a')",
+        value,
+    )
+    out = start_fails(core)
+    assert "elastik-core: build Engine failed: audit chain verification failed for home/a: " in out
+    assert "audit chain broken at event " in out
+    assert "Traceback" not in out
+    assert verify_cli(core).returncode != 0
+
+
+def test_tampered_old_event_found_by_verify_and_cli(core: servers.Proc) -> None:
+    """D5: an event before the startup checkpoint is trusted at startup but every full check
+    (the HTTP verify walk and ``python -m elastik verify``) still finds it."""
+    srv = srv_of(core)
+    seed(srv)
+    assert core.stop() == 0
+    ok = verify_cli(core)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    edit(
+        core,
+        "UPDATE events SET size = 12345 WHERE id = (SELECT min(id) FROM events WHERE world = 'home/a')",
+    )
+    cli = verify_cli(core)
+    assert cli.returncode != 0
+    assert "home/a" in cli.stdout + cli.stderr
+    try:
+        core.start(timeout=20)
+    except RuntimeError as exc:  # refusing is also acceptable: stricter than required
+        assert "audit chain verification failed for home/a" in str(exc)
+        return
+    v = srv.verify("home/a")
+    assert v.status == 409
+    assert v.header("x-audit-valid") == "false"
+    assert v.header("x-audit-break-at") == "0"
+    assert (v.header("x-audit-expected") or "").startswith("hmac-")
+    assert srv.verify("home/b").status == 200
+
+
+# ---------------------------------------------------------------------------------------
+# D3: current state edited (while running or between runs): verify 409 "state"
+
+
+def sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+STATE_EDITS = [
+    ("body", "UPDATE worlds SET body = ? WHERE name = 'home/a'", b"ALPHA+1+2",
+     f"body-sha256-{sha(b'alpha+1+2')}", f"body-sha256-{sha(b'ALPHA+1+2')}"),
+    ("content_type", "UPDATE worlds SET content_type = ? WHERE name = 'home/a'", "text/evil",
+     "content-type-text/a", "content-type-text/evil"),
+    ("headers", "UPDATE worlds SET headers = ? WHERE name = 'home/a'",
+     json.dumps([["x-meta-room", "forged"]], separators=(",", ":")), "meta-sha256-", "meta-sha256-"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("between_runs", [False, True], ids=["running", "restarted"])
+@pytest.mark.parametrize(("field", "sql", "value", "expected", "actual"), STATE_EDITS, ids=[e[0] for e in STATE_EDITS])  # fmt: skip
+def test_state_tamper_is_409_state(
+    core: servers.Proc,
+    between_runs: bool,
+    field: str,
+    sql: str,
+    value: object,
+    expected: str,
+    actual: str,
+) -> None:
+    srv = srv_of(core)
+    seed(srv)
+    etag = srv.get("/home/a").etag
+    if between_runs:
+        assert core.stop() == 0
+    edit(core, sql, value)
+    if between_runs:
+        core.start()  # startup checks the chain, not the state: it starts
+    v = srv.verify("home/a")
+    assert v.status == 409, v
+    assert v.body == b""
+    assert v.header("x-audit-valid") == "false"
+    assert v.header("x-audit-break-at") == "state"
+    assert (v.header("x-audit-expected") or "").startswith(expected)
+    assert (v.header("x-audit-actual") or "").startswith(actual)
+    assert v.header("x-audit-expected") != v.header("x-audit-actual")
+    assert srv.verify("home/b").status == 200
+    g = srv.get("/home/a")
+    assert g.status == 200  # GET still serves it; the audit endpoint is where the alarm rings
+    assert g.etag == etag
+    if between_runs:
+        got = {
+            "body": g.body,
+            "content_type": g.header("content-type"),
+            "headers": g.header("x-meta-room"),
+        }
+        assert (
+            got[field]
+            == {"body": b"ALPHA+1+2", "content_type": "text/evil", "headers": "forged"}[field]
+        )
+
+
+def test_wrong_key_refuses_start_naming_a_world(core: servers.Proc) -> None:
+    seed(srv_of(core))
+    assert core.stop() == 0
+    core.env["ELASTIK_KEY"] = servers.new_key()
+    out = start_fails(core)
+    assert "elastik-core: build Engine failed: audit chain verification failed for home/a: " in out
+    assert "audit chain broken at event 0" in out
