@@ -1,0 +1,169 @@
+"""A small HTTP/1.1 load generator on raw asyncio streams (keep-alive, one request in flight
+per connection), meant to cost the client as little as possible.
+
+Use it in a separate process from the servers it measures (``run_in_subprocess``), so the
+load generator and the server do not share one interpreter or one GIL:
+
+    from _load import Scenario, run_in_subprocess   # with bench/ on sys.path
+    result = run_in_subprocess(Scenario(host, port, kind="put", concurrency=16, total=4000))
+
+Request kinds (every body is ``body_size`` bytes):
+
+- ``put``:    PUT  {prefix}/{i}          distinct paths, one per request
+- ``post``:   POST {prefix}/c{conn}      one pre-created world per connection (appends)
+- ``get``:    GET  {prefix}              one world, created beforehand by the caller
+- ``put_mem``:PUT  /tmp/... {prefix}/{i % 1000} (memory worlds when the prefix is under /tmp)
+
+Run directly (``python bench/_load.py``) it reads one JSON scenario on stdin and prints one
+JSON result on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Scenario:
+    host: str
+    port: int
+    kind: str  # put | post | get | put_mem
+    concurrency: int
+    total: int  # requests to send (upper bound)
+    prefix: str = "/home/bench"
+    body_size: int = 256
+    token: str = "w"
+    max_seconds: float = 30.0  # stop early when this is exceeded (bounded run time)
+    warmup: int = 0  # requests per connection not measured
+
+
+@dataclass
+class Result:
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def _request_bytes(sc: Scenario, i: int, conn: int, body: bytes) -> bytes:
+    if sc.kind == "get":
+        method, target, payload = "GET", sc.prefix, b""
+    elif sc.kind == "post":
+        method, target, payload = "POST", f"{sc.prefix}/c{conn}", body
+    elif sc.kind == "put_mem":
+        method, target, payload = "PUT", f"{sc.prefix}/{i % 1000}", body
+    else:
+        method, target, payload = "PUT", f"{sc.prefix}/{i}", body
+    head = f"{method} {target} HTTP/1.1\r\nHost: {sc.host}:{sc.port}\r\n"
+    if method != "GET":
+        head += f"Authorization: Bearer {sc.token}\r\nContent-Length: {len(payload)}\r\n"
+    return head.encode() + b"\r\n" + payload
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    chunked = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        lname = name.strip().lower()
+        if lname == b"content-length":
+            length = int(value)
+        elif lname == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readline()).split(b";")[0], 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+async def run(sc: Scenario) -> Result:
+    body = (b"0123456789abcdef" * (sc.body_size // 16 + 1))[: sc.body_size]
+    next_index = 0
+    latencies: list[int] = []
+    statuses: dict[str, int] = {}
+    errors = 0
+    deadline = time.monotonic() + sc.max_seconds
+
+    async def worker(conn: int) -> None:
+        nonlocal next_index, errors
+        reader, writer = await asyncio.open_connection(sc.host, sc.port)
+        try:
+            for _ in range(sc.warmup):
+                writer.write(_request_bytes(sc, -1 - conn, conn, body))
+                await _read_response(reader)
+            await start.wait()
+            while next_index < sc.total and time.monotonic() < deadline:
+                i = next_index
+                next_index += 1
+                data = _request_bytes(sc, i, conn, body)
+                t0 = time.perf_counter_ns()
+                writer.write(data)
+                status = await _read_response(reader)
+                latencies.append(time.perf_counter_ns() - t0)
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status >= 400:
+                    errors += 1
+        finally:
+            writer.close()
+
+    start = asyncio.Event()
+    tasks = [asyncio.create_task(worker(c)) for c in range(sc.concurrency)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0.2)  # let every connection open (and warm up) before the clock starts
+    t0 = time.perf_counter()
+    start.set()
+    await asyncio.gather(*tasks)
+    seconds = time.perf_counter() - t0
+    latencies.sort()
+    n = len(latencies)
+
+    def pct(p: float) -> float:
+        return latencies[min(n - 1, int(p * n))] / 1e6 if n else 0.0
+
+    return Result(
+        n, errors, seconds, n / seconds if seconds else 0.0, pct(0.50), pct(0.99), statuses
+    )
+
+
+def run_in_subprocess(sc: Scenario, timeout: float = 300.0) -> Result:
+    """Run one scenario in a fresh interpreter (its own CPU time, its own event loop)."""
+    res = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve())],
+        input=json.dumps(asdict(sc)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return Result(**json.loads(res.stdout))
+
+
+def main() -> None:
+    sc = Scenario(**json.loads(sys.stdin.read()))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # plain asyncio works, a little slower
+        pass
+    print(json.dumps(asdict(asyncio.run(run(sc)))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Our core vs the reference elastik-core 8.3.0, side by side in one run.
+
+    .venv/bin/python bench/core_vs_reference.py [--quick] [--write-docs docs/benchmarks.md]
+
+Starts both cores (ours: ``python -m elastik run``; the reference binary from
+``ensure_reference()``) with the same ELASTIK_KEY on loopback ports, then for each scenario
+loads one server at a time with the asyncio load generator of ``bench/_load.py`` running in
+a separate process (keep-alive connections, one request in flight per connection), and
+prints requests/s, p50 and p99 latency and the ratio ours/reference. Request counts and the
+time per scenario are bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
+
+from _load import Result, Scenario, run_in_subprocess  # noqa: E402
+
+from tests.support import servers  # noqa: E402
+
+MARK_START = "<!-- core_vs_reference:start -->"
+MARK_END = "<!-- core_vs_reference:end -->"
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    kind: str
+    concurrency: int
+    total: int  # full run; --quick divides by 5
+
+
+CASES = [
+    Case("durable PUT, distinct paths, c=1", "put", 1, 1000),
+    Case("durable PUT, distinct paths, c=16", "put", 16, 5000),
+    Case("durable PUT, distinct paths, c=64", "put", 64, 8000),
+    Case("durable POST append, c=16", "post", 16, 5000),
+    Case("GET durable world (1 KiB), c=16", "get", 16, 20000),
+    Case("memory PUT, c=16", "put_mem", 16, 8000),
+]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"nproc {nproc}, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def prepare(srv: servers.Proc, case: Case, prefix: str) -> None:
+    """Create the worlds a scenario reads or appends to."""
+    import http.client
+
+    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=30)
+    auth = {"Authorization": "Bearer w"}
+    targets: list[tuple[str, bytes]] = []
+    if case.kind == "get":
+        targets = [(prefix, b"g" * 1024)]
+    elif case.kind == "post":
+        targets = [(f"{prefix}/c{c}", b"") for c in range(case.concurrency)]
+    for target, body in targets:
+        conn.request("PUT", target, body=body, headers=auth)
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status in (200, 201), (target, resp.status)
+    conn.close()
+
+
+def measure(proc: servers.Proc, case: Case, total: int, tag: str) -> Result:
+    base = "/tmp/bench" if case.kind == "put_mem" else "/home/bench"
+    prefix = f"{base}/{tag}"
+    prepare(proc, case, prefix)
+    sc = Scenario(
+        proc.host, proc.port, case.kind, case.concurrency, total, prefix=prefix,
+        max_seconds=30.0, warmup=2 if case.kind in ("get", "put_mem") else 0,
+    )  # fmt: skip
+    return run_in_subprocess(sc)
+
+
+def table(rows: list[tuple[Case, Result, Result]]) -> str:
+    head = (
+        "| scenario | reference req/s | ours req/s | ours/ref | ref p50 ms | ours p50 ms "
+        "| ref p99 ms | ours p99 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    lines = []
+    for case, ref, ours in rows:
+        ratio = ours.rps / ref.rps if ref.rps else float("nan")
+        lines.append(
+            f"| {case.label} | {ref.rps:,.0f} | {ours.rps:,.0f} | {ratio:.2f} | "
+            f"{ref.p50_ms:.2f} | {ours.p50_ms:.2f} | {ref.p99_ms:.2f} | {ours.p99_ms:.2f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def write_docs(path: Path, text: str) -> None:
+    doc = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    section = f"{MARK_START}\n{text.rstrip()}\n{MARK_END}"
+    if MARK_START in doc and MARK_END in doc:
+        doc = re.sub(
+            re.escape(MARK_START) + r".*?" + re.escape(MARK_END),
+            lambda _m: section,
+            doc,
+            flags=re.S,
+        )
+    else:
+        doc = doc.rstrip() + "\n\n" + section + "\n"
+    path.write_text(doc)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a fifth of the requests")
+    ap.add_argument("--write-docs", type=Path, help="replace the Core vs reference section")
+    args = ap.parse_args()
+    divisor = 5 if args.quick else 1
+    key = servers.new_key()
+    rows: list[tuple[Case, Result, Result]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
+        work = Path(tmp)
+        ref = servers.reference(work, key=key)
+        ours = servers.ours(work, key=key)
+        with servers.running(ref), servers.running(ours):
+            for n, case in enumerate(CASES):
+                total = max(50, case.total // divisor)
+                r = measure(ref, case, total, f"ref{n}")
+                o = measure(ours, case, total, f"ours{n}")
+                for name, res in (("reference", r), ("ours", o)):
+                    if res.errors:
+                        print(f"warning: {name} {case.label}: {res.statuses}", file=sys.stderr)
+                rows.append((case, r, o))
+                print(
+                    f"{case.label:38s} ref {r.rps:8.0f}/s  ours {o.rps:8.0f}/s  "
+                    f"ratio {o.rps / r.rps if r.rps else 0:5.2f}",
+                    flush=True,
+                )
+    result = table(rows)
+    print()
+    print(result)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    mode = " --quick" if args.quick else ""
+    text = (
+        "## Core vs reference\n\n"
+        f"Command: `.venv/bin/python bench/core_vs_reference.py{mode} --write-docs docs/benchmarks.md`  \n"
+        f"Date: {now}  \nMachine: {machine()}\n\n"
+        "Both cores run side by side with the same ELASTIK_KEY on loopback; each scenario loads\n"
+        "one server at a time from a separate load-generator process (raw asyncio streams,\n"
+        "keep-alive, one request in flight per connection, 256-byte bodies). `ours/ref` is the\n"
+        "ratio of requests per second.\n\n" + result
+    )
+    if args.write_docs:
+        write_docs(args.write_docs, text)
+        print(f"wrote {args.write_docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
