@@ -175,6 +175,18 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(120))
         big = srv.raw(b"GET / HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
         assert big.startswith(b"HTTP/1.1 431 ")
+        for method in (b"FOO", b"get", b"M-SEARCH"):
+            ext = srv.raw(method + b" /home/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert ext.startswith(b"HTTP/1.1 405 "), ext
+            assert b"\r\nallow: GET, HEAD, PUT, POST, DELETE, OPTIONS\r\n" in ext
+            assert ext.endswith(b"method not allowed\n")
+        big_body = srv.raw(
+            b"PUT /tmp/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w\r\n"
+            b"Content-Length: 200000\r\n\r\n" + b"z" * 200000
+        )
+        assert big_body.startswith(b"HTTP/1.1 201 ")
+        got = srv.raw(b"GET /tmp/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert got.endswith(b"\r\n\r\n" + b"z" * 200000)
         http10 = srv.raw(b"GET /proc/version HTTP/1.0\r\n\r\n")
         assert http10.startswith(b"HTTP/1.1 200 ") or http10.startswith(b"HTTP/1.0 200 ")
         pipelined = srv.raw(

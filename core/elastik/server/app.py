@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -91,6 +92,16 @@ BODY_BAD_IDEMPOTENCY_KEY = b"bad request: invalid idempotency key\n"
 # GET header blocks remembered per (world, etag); bounded because world names come from
 # clients. 4096 entries of ~300 bytes is ~1 MiB; a miss only costs rebuilding one block.
 _HEADER_CACHE_MAX = 4096
+
+
+# Bytes that must never reach a header value (uvicorn's check, which ElastikCycle skips).
+_UNSAFE_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _safe(value: str) -> bytes:
+    """Header value from engine data (audit details): unsafe bytes become ``?``."""
+    raw = value.encode("utf-8", "replace")
+    return _UNSAFE_VALUE.sub(b"?", raw) if _UNSAFE_VALUE.search(raw) else raw
 
 
 class _Date:
@@ -382,6 +393,11 @@ class App:
                 LINK_COLLECTION,
                 *((n.encode(), v.encode()) for n, v in w.headers),
             ]
+            if any(_UNSAFE_VALUE.search(v) for _n, v in cached) or any(
+                _UNSAFE_VALUE.search(n) or not n for n, _v in cached
+            ):
+                log.error("stored representation of %r has unsafe header bytes", w.name)
+                raise StorageFailure()
             if len(self._get_headers) >= _HEADER_CACHE_MAX:
                 self._get_headers.clear()
             self._get_headers[key] = cached
@@ -444,8 +460,8 @@ class App:
                     TEXT,
                     (b"x-audit-valid", b"true"),
                     (b"x-audit-events", b"%d" % r.events),
-                    (b"x-audit-genesis", b"hmac-" + r.genesis.encode()),
-                    (b"x-audit-latest", b"hmac-" + r.latest.encode()),
+                    (b"x-audit-genesis", b"hmac-" + _safe(r.genesis)),
+                    (b"x-audit-latest", b"hmac-" + _safe(r.latest)),
                 ],
             )
         if r.outcome == "memory":
@@ -457,9 +473,9 @@ class App:
             [
                 TEXT,
                 (b"x-audit-valid", b"false"),
-                (b"x-audit-break-at", r.break_at.encode()),
-                (b"x-audit-expected", r.expected.encode()),
-                (b"x-audit-actual", r.actual.encode()),
+                (b"x-audit-break-at", _safe(r.break_at)),
+                (b"x-audit-expected", _safe(r.expected)),
+                (b"x-audit-actual", _safe(r.actual)),
             ],
         )
 
@@ -489,7 +505,14 @@ class App:
             (b"date", self.date.get()),
         ]
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": headers,
+                    "elastik.stream": True,
+                }
+            )
         except BaseException:
             self.hub.unsubscribe(listener)
             raise
