@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 USAGE = "usage: python -m gateway run|coap|outbox ...\n"
 
@@ -45,8 +47,15 @@ def run_main(argv: list[str]) -> int:
         print(f"gateway: config: {exc}", file=sys.stderr)
         return 2
     setup_logging(cfg.log_level)
+    runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
-        return asyncio.run(serve(cfg))
+        import uvloop  # a faster event loop where available (not on Windows)
+
+        runner = uvloop.run
+    except ImportError:
+        pass
+    try:
+        return runner(serve(cfg))
     except StartupError as exc:
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return 1

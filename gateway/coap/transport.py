@@ -22,6 +22,7 @@ from aiocoap.message import Direction, Message
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import CON
+from aiocoap.pipe import error_to_message, run_driving_pipe
 from aiocoap.protocol import Context
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
@@ -88,6 +89,25 @@ class BoundedMessageManager(MessageManager):
             entry[1] = message
 
 
+class GatewayContext(Context):
+    """aiocoap Context without the per-request ``repr`` of the whole message that
+    ``Context.render_to_pipe`` builds for the task name (an address lookup per request)."""
+
+    def render_to_pipe(self, pipe: Any) -> None:
+        run_driving_pipe(
+            error_to_message(pipe, self.log), self._render_to_pipe(pipe), name="coap request"
+        )
+
+
+class Remote(UDP6EndpointAddress):
+    """A device's address. Requests only ever come from unicast sources to our unicast
+    socket (no multicast groups are joined), so skip aiocoap's per-message ipaddress
+    parsing behind these two properties."""
+
+    is_multicast = False
+    is_multicast_locally = False
+
+
 class FilteringUDP6(MessageInterfaceUDP6):
     """udp6 transport with ``datagram.inspect`` in front of aiocoap's parser."""
 
@@ -112,7 +132,7 @@ class FilteringUDP6(MessageInterfaceUDP6):
             if level == 41 and ctype == 50:  # IPPROTO_IPV6, IPV6_PKTINFO
                 pktinfo = cdata
         try:
-            message = Message.decode(data, UDP6EndpointAddress(address, self, pktinfo=pktinfo))
+            message = Message.decode(data, Remote(address, self, pktinfo=pktinfo))
         except (coap_error.UnparsableMessage, ValueError, UnicodeDecodeError):
             counters.inc("drop.unparsable")
             return
@@ -133,7 +153,7 @@ async def create_context(
     Returns the context, the message manager and the bound port (for port 0).
     """
     loop = asyncio.get_running_loop()
-    ctx = Context(loop=loop, serversite=site, loggername="gateway.coap.aiocoap")
+    ctx = GatewayContext(loop=loop, serversite=site, loggername="gateway.coap.aiocoap")
     tman = TokenManager(ctx)
     mman = BoundedMessageManager(tman, capacity=exchange_cache, counters=counters)
     transport = await FilteringUDP6.create_server_transport_endpoint(
