@@ -188,7 +188,9 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
         got = srv.raw(b"GET /tmp/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert got.endswith(b"\r\n\r\n" + b"z" * 200000)
         http10 = srv.raw(b"GET /proc/version HTTP/1.0\r\n\r\n")
-        assert http10.startswith(b"HTTP/1.1 200 ") or http10.startswith(b"HTTP/1.0 200 ")
+        assert http10.startswith(b"HTTP/1.0 200 ")
+        h2c = srv.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert h2c == b""
         pipelined = srv.raw(
             b"GET /proc/version HTTP/1.1\r\nHost: x\r\n\r\n"
             b"GET /proc/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"

@@ -78,7 +78,10 @@ class ElastikCycle(RequestResponseCycle):
             self.response_started = True
             self.waiting_for_100_continue = False
             status = message["status"]
-            parts = [STATUS_LINE[status]]
+            line = STATUS_LINE[status]
+            if self.scope["http_version"] == "1.0":  # answer in the request's version, as hyper
+                line = b"HTTP/1.0" + line[8:]
+            parts = [line]
             close = False
             for name, value in message["headers"]:
                 if name == b"content-length":
@@ -149,6 +152,9 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         # llhttp refuses raw bytes >= 0x80 in the request-target and extension methods,
         # both of which hyper accepts.
         if self._at_request_line:
+            if data.startswith(b"PRI * HTTP/2.0"):  # h2c prior knowledge: close, no answer
+                self.transport.close()
+                return
             sp = data.find(b" ", 0, 64)
             if sp > 0 and data[:sp] not in _NATIVE_METHODS and all(c in _TCHAR for c in data[:sp]):
                 self._real_method = data[:sp]
