@@ -427,6 +427,7 @@ def wait_coap(host: str, port: int, proc: subprocess.Popen[bytes] | None, timeou
 @contextlib.contextmanager
 def fw_target(tmp: Path, kind: str | None = None) -> Iterator[Target]:
     kind = kind or target_kind()
+    tmp.mkdir(parents=True, exist_ok=True)
     coap_port = servers.free_udp_port()
     if kind == "reference":
         ref = servers.reference(tmp, extra={"ELASTIK_COAP_PORT": str(coap_port)})
