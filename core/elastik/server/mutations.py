@@ -9,10 +9,13 @@ batch context and published only after the commit succeeds.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import audit, idempotency, worldstore
 from .errors import (
@@ -38,6 +41,9 @@ LEDGER_GUARD_BODY = b"auth required: delete ledger is append-only\n"
 CHECKPOINT_INTERVAL_S = 30.0
 CHECKPOINT_MAX_DIRTY = 10_000
 IDEMPOTENCY_PRUNE_INTERVAL_S = 60.0
+# Running sha256 states of recently written durable worlds, so an append hashes only its
+# new bytes. 1024 entries (a few hundred bytes each) cover the hot append targets.
+HASH_STATES_MAX = 1024
 
 
 @dataclass(slots=True)
@@ -56,6 +62,7 @@ class Batch:
     flushed_checkpoints: bool = False
     replays: int = 0
     op_wrote: bool = False  # the current op has issued a write statement
+    drops: set[str] = field(default_factory=set)  # cache entries to forget (state unknown)
 
 
 @dataclass
@@ -95,6 +102,7 @@ class Mutations:
         self.dirty_checkpoints: dict[str, tuple[int, str]] = {}
         self._last_checkpoint = time.monotonic()
         self._last_prune = 0.0
+        self._hashes: OrderedDict[str, tuple[int, str, Any]] = OrderedDict()
 
     # -- BatchHandler ----------------------------------------------------------------------
 
@@ -169,8 +177,8 @@ class Mutations:
         self.durable_worlds += b.worlds_delta
         for world, state in b.memory.items():
             self.memory.set(world, state)
-        if b.cache:
-            self.cache.update_many(b.cache)
+        if b.cache or b.drops:
+            self.cache.update_many(b.cache, b.drops)
         if b.flushed_checkpoints:
             self.dirty_checkpoints.clear()
         else:
@@ -253,14 +261,20 @@ class Mutations:
         self._check_storage(b, len(body) - (0 if st is None else st.size))
         headers = tuple(sorted(op.headers))
         prev = "" if st is None or st.tail is None else st.tail.hmac
-        body_sha = audit.sha256_hex(body)
+        h = hashlib.sha256(body)
+        body_sha = h.hexdigest()
         meta = audit.meta_sha256(op.content_type, headers)
         mac = audit.event_hmac(
             self.key, prev, "put", world, body_sha, len(body), op.content_type, meta
         )
         b.op_wrote = True
         worldstore.upsert_world(
-            self.conn, world, body, op.content_type, worldstore.encode_headers(headers)
+            self.conn,
+            world,
+            body,
+            op.content_type,
+            worldstore.encode_headers(headers),
+            0 if st is None else st.pieces,
         )
         eid = worldstore.insert_event(
             self.conn,
@@ -276,41 +290,84 @@ class Mutations:
         b.storage_used += len(body) - (0 if st is None else st.size)
         if st is None:
             b.worlds_delta += 1
+        self._remember_hash(world, len(body), mac, h)
+        b.drops.discard(world)
         b.cache[world] = World(world, body, op.content_type, headers, etag, True)
         b.checkpoints[world] = (eid, mac)
 
     def _append_durable(self, b: Batch, op: Op) -> None:
-        world = op.world
-        st = self._head(world, with_body=True)
+        """POST: O(appended bytes) in the common case.
+
+        The body hash continues from the running sha256 state kept for the world's current
+        (size, tail) when there is one, and the bytes are stored as a new piece (folded
+        into the base body now and then, see worldstore). Otherwise the body is read once.
+        """
+        world, data = op.world, op.body
+        st = self._head(world, with_body=False)
         if st is None:
             raise NotFound()
         self._refuse_broken(world, st)
         self._precondition(op, self._etag(world, st))
-        old = st.body or b""
-        self._check_world_size(len(old) + len(op.body))
-        self._check_storage(b, len(op.body))
-        body = old + op.body
-        assert st.tail is not None  # _refuse_broken guarantees a tail
-        body_sha = audit.sha256_hex(body)
+        size = st.size + len(data)
+        self._check_world_size(size)
+        self._check_storage(b, len(data))
+        tail = st.tail
+        assert tail is not None  # _refuse_broken guarantees a tail
+        old: bytes | None = None
+        known = self._hashes.get(world)
+        if known is not None and known[0] == st.size and known[1] == tail.hmac:
+            h = known[2].copy()
+        else:
+            full = worldstore.load(self.conn, world, with_body=True)
+            old = b"" if full is None or full.body is None else full.body
+            h = hashlib.sha256(old)
+        h.update(data)
+        body_sha = h.hexdigest()
         meta = audit.meta_sha256(st.content_type, st.headers)
-        prev = st.tail.hmac
         mac = audit.event_hmac(
-            self.key, prev, "append", world, body_sha, len(body), st.content_type, meta
+            self.key, tail.hmac, "append", world, body_sha, size, st.content_type, meta
         )
         b.op_wrote = True
-        worldstore.update_body(self.conn, world, body)
+        if st.fold_due(len(data)):
+            if old is None:
+                full = worldstore.load(self.conn, world, with_body=True)
+                old = b"" if full is None or full.body is None else full.body
+            worldstore.fold(self.conn, world, old + data, st.pieces)
+        else:
+            worldstore.add_piece(self.conn, world, st, data)
         eid = worldstore.insert_event(
             self.conn,
             world,
             b.timestamp,
-            ("append", world, body_sha, len(body), st.content_type, meta, mac, prev),
+            ("append", world, body_sha, size, st.content_type, meta, mac, tail.hmac),
             st.headers,
         )
         etag = "hmac-" + mac
         self._record(b, op, WriteResult(200, etag), Change("post", world, etag))
-        b.storage_used += len(op.body)
-        b.cache[world] = World(world, body, st.content_type, st.headers, etag, True)
+        self._remember_hash(world, size, mac, h)
+        b.storage_used += len(data)
+        if old is None:
+            prev = b.cache[world] if world in b.cache else self.cache.peek(world)
+            if prev is not None and prev.etag == "hmac-" + tail.hmac:
+                old = prev.body
+        if old is not None:
+            b.cache[world] = World(world, old + data, st.content_type, st.headers, etag, True)
+        else:
+            b.cache.pop(world, None)
+            b.drops.add(world)
         b.checkpoints[world] = (eid, mac)
+
+    def _remember_hash(self, world: str, size: int, mac: str, h: Any) -> None:
+        """Keep the running sha256 of a world's body, keyed by its (size, tail hmac).
+
+        Safe even if the batch later rolls back: the key is the tail the hash belongs to,
+        and a rolled-back tail never matches the stored one.
+        """
+        hashes = self._hashes
+        hashes[world] = (size, mac, h)
+        hashes.move_to_end(world)
+        if len(hashes) > HASH_STATES_MAX:
+            hashes.popitem(last=False)
 
     def _delete_durable(self, b: Batch, op: Op) -> None:
         world = op.world
@@ -325,6 +382,8 @@ class Mutations:
         self._record(b, op, WriteResult(204, None), Change("delete", world, None))
         b.storage_used -= len(body)
         b.worlds_delta -= 1
+        self._hashes.pop(world, None)
+        b.drops.discard(world)
         b.cache[world] = None
         b.checkpoints[world] = None
 

@@ -51,10 +51,20 @@ class ReadCache:
             if generation == self.generation and world not in self._lru:
                 self._store(world, state)
 
-    def update_many(self, states: dict[str, World | None]) -> None:
-        """The writer's committed states (None = deleted), in one step."""
+    def peek(self, world: str) -> World | None:
+        """The cached state without touching LRU order or counters (None: absent/deleted)."""
+        with self._lock:
+            got = self._lru.get(world)
+            return got
+
+    def update_many(self, states: dict[str, World | None], drops: set[str] | None = None) -> None:
+        """The writer's committed states (None = deleted) and forgotten entries, in one step."""
         with self._lock:
             self.generation += 1
+            for world in drops or ():
+                old = self._lru.pop(world, None)
+                if old is not None:
+                    self._bytes -= len(old.body)
             for world, state in states.items():
                 self._store(world, state)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import disknames
 from .audit import Event
-from .worldstore import DB_NAME, readonly_uri
+from .worldstore import DB_NAME, SIZE_EXPR, readonly_uri
 
 DB_FILE = "universe.db"
 
@@ -95,8 +95,8 @@ def _ls_ours(db: Path) -> list[RefWorld]:
     conn = _open(db)
     try:
         rows = conn.execute(
-            "SELECT w.name, w.size, (SELECT COUNT(*) FROM events e WHERE e.world = w.name),"
-            " w.content_type FROM worlds w ORDER BY w.name"
+            f"SELECT w.name, {SIZE_EXPR}, (SELECT COUNT(*) FROM events e"
+            " WHERE e.world = w.name), w.content_type FROM worlds w ORDER BY w.name"
         ).fetchall()
     finally:
         conn.close()

@@ -6,6 +6,13 @@ All durable worlds live in one SQLite file, ``<data>/elastik.db`` (D1), WAL mode
 persisted headers of a world are one JSON column of its ``worlds`` row (sorted pairs), so a
 PUT without headers costs no extra statement.
 
+A world's body is ``worlds.body`` (its length in ``worlds.size``) followed by its
+``appended`` pieces in ``seq`` order: POST inserts a piece instead of rewriting the whole
+body (SQLite rewrites a whole row, blob included, on any UPDATE, so an append never
+touches the ``worlds`` row), and the writer folds the pieces back into ``worlds.body`` now
+and then (``fold_due``). An append costs O(appended bytes) amortized and a read joins at
+most ``MAX_PIECES`` rows.
+
 Functions here take a connection and run statements; transactions belong to the caller
 (the writer thread, or a reader that wants a snapshot).
 """
@@ -38,6 +45,12 @@ CREATE TABLE IF NOT EXISTS worlds(
     content_type TEXT NOT NULL DEFAULT 'application/octet-stream',
     headers TEXT NOT NULL DEFAULT '',
     size INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS appended(
+    world TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY(world, seq)
 );
 CREATE TABLE IF NOT EXISTS events(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -73,6 +86,13 @@ CREATE TABLE IF NOT EXISTS checkpoint(
     hmac TEXT NOT NULL
 );
 """
+
+# Pieces per world before a fold. 64 bounds the rows a read joins, and folding every 64
+# small appends divides the rewrite cost of a large world by 64.
+MAX_PIECES = 64
+# Pieces always fold once they add up to the base body's size (and at least 1 MiB): the
+# rewrites then total at most twice the final size, i.e. O(1) per appended byte.
+FOLD_MIN_BYTES = 1024 * 1024
 
 _EVENT_COLS = (
     "id, event_type, target, body_sha256, size, content_type, meta_sha256, hmac, prev_hmac"
@@ -140,6 +160,15 @@ class Stored:
     content_type: str
     headers: tuple[tuple[str, str], ...]
     tail: Event | None
+    pieces: int = 0  # appended pieces not yet folded into the base body
+    base_size: int = 0  # bytes in worlds.body (size = base_size + appended bytes)
+
+    def fold_due(self, extra: int) -> bool:
+        """Whether appending ``extra`` bytes should fold the pieces into the base body."""
+        if self.pieces + 1 >= MAX_PIECES:
+            return True
+        appended = self.size + extra - self.base_size
+        return appended >= max(self.base_size, FOLD_MIN_BYTES)
 
 
 _TAIL_JOIN = (
@@ -150,12 +179,13 @@ _TAIL_COLS = (
     "e.id, e.event_type, e.target, e.body_sha256, e.size, e.content_type, e.meta_sha256,"
     " e.hmac, e.prev_hmac"
 )
-_SQL_HEAD = (
-    f"SELECT NULL, w.size, w.content_type, w.headers, {_TAIL_COLS} FROM worlds w{_TAIL_JOIN}"
-)
-_SQL_FULL = (
-    f"SELECT w.body, w.size, w.content_type, w.headers, {_TAIL_COLS} FROM worlds w{_TAIL_JOIN}"
-)
+_PIECES = "(SELECT {} FROM appended a WHERE a.world = w.name)"
+_APPENDED_BYTES = _PIECES.format("COALESCE(SUM(length(a.data)), 0)")
+_HEAD_COLS = f"w.size, w.content_type, w.headers, {_PIECES.format('COUNT(*)')}, {_APPENDED_BYTES}"
+# A world's full body size, for queries over ``worlds w``.
+SIZE_EXPR = f"w.size + {_APPENDED_BYTES}"
+_SQL_HEAD = f"SELECT NULL, {_HEAD_COLS}, {_TAIL_COLS} FROM worlds w{_TAIL_JOIN}"
+_SQL_FULL = f"SELECT w.body, {_HEAD_COLS}, {_TAIL_COLS} FROM worlds w{_TAIL_JOIN}"
 
 
 def load(conn: sqlite3.Connection, world: str, *, with_body: bool) -> Stored | None:
@@ -163,9 +193,21 @@ def load(conn: sqlite3.Connection, world: str, *, with_body: bool) -> Stored | N
     row = conn.execute(_SQL_FULL if with_body else _SQL_HEAD, (world,)).fetchone()
     if row is None:
         return None
-    tail = None if row[4] is None else _event(row[4:13], ())
-    body = None if row[0] is None else bytes(row[0])
-    return Stored(body, int(row[1]), str(row[2]), decode_headers(row[3]), tail)
+    tail = None if row[6] is None else _event(row[6:15], ())
+    base, pieces = int(row[1]), int(row[4])
+    body = None
+    if with_body:
+        body = bytes(row[0])
+        if pieces:
+            body = b"".join([body, *pieces_of(conn, world)])
+    return Stored(body, base + int(row[5]), str(row[2]), decode_headers(row[3]), tail, pieces, base)
+
+
+def pieces_of(conn: sqlite3.Connection, world: str) -> list[bytes]:
+    return [
+        bytes(r[0])
+        for r in conn.execute("SELECT data FROM appended WHERE world=? ORDER BY seq", (world,))
+    ]
 
 
 def _event(row: Any, headers: tuple[tuple[str, str], ...]) -> Event:
@@ -252,17 +294,29 @@ def upsert_world(
     body: bytes,
     content_type: str,
     headers_json: str,
+    pieces: int = 0,
 ) -> None:
+    """Create or replace a world's whole state (PUT); ``pieces`` = its current piece count."""
     conn.execute(
         "INSERT INTO worlds(name, body, content_type, headers, size) VALUES(?,?,?,?,?)"
-        " ON CONFLICT(name) DO UPDATE SET body=excluded.body,"
-        " content_type=excluded.content_type, headers=excluded.headers, size=excluded.size",
+        " ON CONFLICT(name) DO UPDATE SET body=excluded.body, content_type=excluded.content_type,"
+        " headers=excluded.headers, size=excluded.size",
         (world, body, content_type, headers_json, len(body)),
     )
+    if pieces:
+        conn.execute("DELETE FROM appended WHERE world=?", (world,))
 
 
-def update_body(conn: sqlite3.Connection, world: str, body: bytes) -> None:
+def add_piece(conn: sqlite3.Connection, world: str, st: Stored, data: bytes) -> None:
+    """Append ``data`` as the next piece: O(len(data)), the worlds row is not touched."""
+    conn.execute("INSERT INTO appended(world, seq, data) VALUES(?,?,?)", (world, st.pieces, data))
+
+
+def fold(conn: sqlite3.Connection, world: str, body: bytes, pieces: int) -> None:
+    """Store ``body`` (the whole current body) as the base and drop the pieces."""
     conn.execute("UPDATE worlds SET body=?, size=? WHERE name=?", (body, len(body), world))
+    if pieces:
+        conn.execute("DELETE FROM appended WHERE world=?", (world,))
 
 
 def remove_world(conn: sqlite3.Connection, world: str) -> None:
@@ -272,6 +326,7 @@ def remove_world(conn: sqlite3.Connection, world: str) -> None:
         (world,),
     )
     conn.execute("DELETE FROM events WHERE world=?", (world,))
+    conn.execute("DELETE FROM appended WHERE world=?", (world,))
     conn.execute("DELETE FROM worlds WHERE name=?", (world,))
     conn.execute("DELETE FROM checkpoint WHERE world=?", (world,))
 
@@ -281,11 +336,13 @@ def totals(conn: sqlite3.Connection) -> tuple[int, int, bool]:
     used, count = conn.execute(
         "SELECT COALESCE(SUM(length(body)), 0), COUNT(*) FROM worlds"
     ).fetchone()
+    used += conn.execute("SELECT COALESCE(SUM(length(data)), 0) FROM appended").fetchone()[0]
     ledger = conn.execute("SELECT 1 FROM worlds WHERE name=?", (LEDGER,)).fetchone() is not None
     return int(used), int(count) - (1 if ledger else 0), ledger
 
 
 def list_durable(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     return [
-        (str(n), int(s)) for n, s in conn.execute("SELECT name, size FROM worlds ORDER BY name")
+        (str(n), int(s))
+        for n, s in conn.execute(f"SELECT name, {SIZE_EXPR} FROM worlds w ORDER BY name")
     ]
