@@ -77,15 +77,19 @@ def check(srv: Server, log: Log) -> None:
             assert g.etag == etag, path
         else:
             assert g.body == log.inflight_put.get(path), (path, g.body, body)
+        log.acked_put[path] = (g.body, g.etag or "")  # the baseline for the next round
     for path, acked in log.acked_app.items():
         g = srv.get(path)
         assert g.status == 200
         assert g.body.startswith(acked), (path, g.body, acked)
         extra = g.body[len(acked) :]
         assert extra in (b"", log.inflight_app.get(path)), (path, extra)
+        log.acked_app[path] = g.body  # an unacknowledged append that landed is kept
     for name in srv.worlds().decode().split("\n")[:-1]:
         v = srv.verify(name)
         assert (v.status, v.header("x-audit-valid")) == (200, "true"), (name, v)
+    log.inflight_put.clear()
+    log.inflight_app.clear()
 
 
 def crash_round(proc: servers.Proc, rnd: int, log: Log) -> None:
