@@ -104,6 +104,11 @@ def _safe(value: str) -> bytes:
     return _UNSAFE_VALUE.sub(b"?", raw) if _UNSAFE_VALUE.search(raw) else raw
 
 
+# Canonical world paths remembered per raw request path (valid ones only); bounded because
+# paths come from clients. Canonicalization is pure, so a hit is always correct.
+_PATH_CACHE_MAX = 4096
+
+
 class _Date:
     """The IMF-fixdate ``date`` header value, formatted at most once per second."""
 
@@ -197,6 +202,7 @@ class App:
         self.request_id = 0
         self.date = _Date()
         self._get_headers: dict[tuple[str, str], Headers] = {}
+        self._paths: dict[bytes, str] = {}
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -286,7 +292,12 @@ class App:
     async def _world(
         self, method: str, raw: bytes, first: dict[bytes, bytes], scope: Scope, receive: Receive
     ) -> Response:
-        world = paths.world_path(raw)
+        world = self._paths.get(raw)
+        if world is None:
+            world = paths.world_path(raw)
+            if len(self._paths) >= _PATH_CACHE_MAX:
+                self._paths.clear()
+            self._paths[raw] = world
         cred_raw = first.get(b"authorization")
         if method == "GET" or method == "HEAD":
             auth.require_read(self.tokens, auth.credential(cred_raw))

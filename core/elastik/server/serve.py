@@ -142,8 +142,6 @@ class ElastikCycle(RequestResponseCycle):
 
 
 class ElastikHttpProtocol(HttpToolsProtocol):
-    _header_count = 0
-    _head_bytes = 0
     _at_request_line = True
     _real_method: bytes | None = None
 
@@ -171,21 +169,13 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._at_request_line = True
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-        self._head_bytes = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._head_bytes += len(name) + len(value) + 4
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         bare = 0
         if len(self.url) > MAX_REQUEST_TARGET:
             bare = 414
-        elif self._header_count > MAX_HEADERS or self._head_bytes + len(self.url) > MAX_HEAD_BYTES:
+        elif len(self.headers) > MAX_HEADERS or (
+            sum(len(n) + len(v) + 4 for n, v in self.headers) + len(self.url) > MAX_HEAD_BYTES
+        ):
             bare = 431
         if bare:
             self.url = b"/"
