@@ -131,6 +131,7 @@ class StoreAndForward:
         self._dirty = False
         self._lazy_dirty = False
         self._dead_letters = 0
+        self._disk_full = False
         self._runner: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._started = False
@@ -220,6 +221,12 @@ class StoreAndForward:
             seq = await pending
         except DiskFull:
             self._count("disk_full_total")
+            if not self._disk_full:
+                # Refuse appends without touching SQLite until the reserve fits again,
+                # and free the reserve so that bookkeeping can still commit.
+                self._disk_full = True
+                self._outbox.release_reserve()
+                log.error("outbox: disk full; refusing writes the core does not take")
             raise OutboxFull("gateway disk full: write not stored") from None
         except Exception as exc:
             self._count("store_errors_total")
@@ -244,6 +251,9 @@ class StoreAndForward:
             accepted_at=now,
         )
         size = entry.size
+        if self._disk_full:
+            self._count("disk_full_total")
+            raise OutboxFull("gateway disk full: write not stored")
         if size > cfg.max_bytes:
             self._count("rejected_total")
             raise OutboxFull("write larger than the outbox bound")
@@ -346,6 +356,7 @@ class StoreAndForward:
             "paths": len(self._paths),
             "dead_letters": self._dead_letters,
             "online": int(self._online),
+            "disk_full": int(self._disk_full),
             "inflight_replays": len(self._inflight_seqs),
             "group_commits": self._outbox.commits,
             "store_ops": self._outbox.ops,
@@ -390,14 +401,14 @@ class StoreAndForward:
         return (1.0 - self._tokens) / rate
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             delay = self._schedule()
             self._wake.clear()
-            if delay is not None and delay <= 0:
-                await asyncio.sleep(0)
-                continue
+            # asyncio.timeout, not wait_for: wait_for can swallow a cancellation that
+            # arrives together with the wake-up (close() cancels replays, which wake us).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay or IDLE_WAIT_S)
+                async with asyncio.timeout(delay or IDLE_WAIT_S):
+                    await self._wake.wait()
 
     def _schedule(self) -> float | None:
         """Start every replay that may start now; return how long to wait otherwise."""
@@ -476,6 +487,13 @@ class StoreAndForward:
                 )
                 meta.next_attempt = self._clock() + backoff * random.uniform(0.75, 1.0)
                 self._count("replay_retries_total")
+                log.info(
+                    "outbox: core answered %d to write #%d on %s; retry in %.1f s",
+                    status,
+                    meta.seq,
+                    meta.path,
+                    backoff,
+                )
                 fut = self._outbox.reschedule(meta.seq, meta.attempts, meta.next_attempt, status)
                 fut.add_done_callback(self._bookkeeping_done)
             elif 400 <= status < 500:
@@ -497,9 +515,12 @@ class StoreAndForward:
     # ------------------------------------------------------------------ housekeeping
     async def _tick(self) -> None:
         last_ops = self._outbox.ops
-        while True:
+        while not self._closing:
             await asyncio.sleep(TICK_S)
             try:
+                if self._disk_full and self._outbox.ensure_reserve():
+                    self._disk_full = False
+                    log.info("outbox: disk has room again; accepting writes")
                 self._expire()
                 if await self._outbox.retry_requested():
                     await self._outbox.requeue(self._requeued)

@@ -38,6 +38,12 @@ from typing import Any, Literal
 
 DB_NAME = "outbox.db"
 LOCK_NAME = "outbox.lock"
+RESERVE_NAME = "outbox.reserve"
+# Ballast file released when the disk fills up, so that bookkeeping (replayed entries
+# deleted, dead-letter moves, counters) still has room for its WAL frames: 64 KiB is 15
+# frames of 4 KiB pages, a few dozen small transactions. Appends resume only once the
+# file system has room to put the reserve back.
+RESERVE_BYTES = 64 * 1024
 SCHEMA_VERSION = "1"
 
 # Accounting overhead per entry (row header, seq, timestamps, key, index slot), so that
@@ -395,6 +401,7 @@ class Outbox:
         except BaseException:
             self._unlock()
             raise
+        self.ensure_reserve()
         self._thread = threading.Thread(
             target=self._writer_main, args=(conn,), name="outbox-writer", daemon=True
         )
@@ -423,6 +430,27 @@ class Outbox:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    # ------------------------------------------------------------------ disk reserve
+    def ensure_reserve(self) -> bool:
+        """Put the reserve file back (True) unless the disk has no room for it (False)."""
+        path = self.state_dir / RESERVE_NAME
+        try:
+            if path.exists() and path.stat().st_size >= RESERVE_BYTES:
+                return True
+            with open(path, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return False
+
+    def release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.state_dir / RESERVE_NAME).unlink()
 
     # ------------------------------------------------------------------ writes
     def _submit(

@@ -1,0 +1,225 @@
+"""StoreAndForward in process, over the real core client and a real core process.
+
+"Core down" is a real refused connection: the core's port before it started or after it
+stopped. Counters come from ``stats()`` and the CLI reads the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.core_client import CoreClient
+from gateway.flow import OutboxFull, Request, UpstreamUnavailable
+from gateway.forwarder import StoreAndForward, retryable
+from gateway.outbox import OutboxConfig, OutboxLocked
+from gateway.outbox_cli import main as cli
+from tests.gateway.outbox.support import http_get, pick_core
+from tests.support import servers
+
+AUTH = {"authorization": "Bearer w"}
+FAST = {"backoff_min_s": 0.05, "backoff_max_s": 0.2, "replay_rate": 5000}
+
+
+@pytest.fixture(scope="module")
+def shared_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Proc]:
+    proc = pick_core(tmp_path_factory.mktemp("core")).start()
+    yield proc
+    proc.stop()
+
+
+def saf(url: str, state: Path, **cfg: Any) -> StoreAndForward:
+    return StoreAndForward(CoreClient(url, timeout=2), state, OutboxConfig(**{**FAST, **cfg}))
+
+
+def put(path: str, body: bytes, **headers: str) -> Request:
+    return Request("PUT", path, body, {**AUTH, **headers})
+
+
+def post(path: str, body: bytes, **headers: str) -> Request:
+    return Request("POST", path, body, {**AUTH, **headers})
+
+
+async def drained(s: StoreAndForward, timeout: float = 20) -> dict[str, Any]:
+    for _ in range(int(timeout / 0.05)):
+        st = s.stats()
+        if st["depth"] == 0 and st["inflight_replays"] == 0:
+            return st
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not drained: {s.stats()}")
+
+
+def status_json(state: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert cli(["status", "--state-dir", str(state), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+async def test_passthrough_writes_answer_from_core_and_touch_no_disk(shared_core, tmp_path):
+    async with saf(shared_core.url, tmp_path / "s") as s:
+        r = await s.send(put("/home/pt/a", b"x"))
+        assert r.status == 201
+        for i in range(20):
+            r = await s.send(post("/home/pt/a", b"%d" % i))
+            assert r.status == 200 and r.headers["etag"].startswith('"hmac-')
+        st = s.stats()
+        assert st["passthrough_total"] == 21
+        assert st["store_ops"] == 0 and st["group_commits"] == 0  # no outbox write at all
+        assert st["depth"] == 0
+        assert (await s.send(Request("GET", "/home/pt/a"))).body == b"x" + b"".join(
+            b"%d" % i for i in range(20)
+        )
+
+
+async def test_front_door_idempotency_key_is_forwarded_on_passthrough(shared_core, tmp_path):
+    async with saf(shared_core.url, tmp_path / "s") as s:
+        first = await s.send(put("/home/pt/key", b"v", **{"idempotency-key": "dev-7-1"}))
+        again = await s.send(put("/home/pt/key", b"v", **{"idempotency-key": "dev-7-1"}))
+    assert first.status == again.status == 201
+    assert again.headers.get("idempotency-replayed") == "true"
+    assert again.headers["etag"] == first.headers["etag"]
+    _, headers, _ = http_get(shared_core.url, "/proc/audit/home/pt/key/verify")
+    assert headers["x-audit-events"] == "1"
+
+
+async def test_core_down_writes_get_202_once_durable_reads_raise_then_replay_in_order(
+    tmp_path, capsys
+):
+    core = pick_core(tmp_path)  # not started yet: its port refuses connections
+    state = tmp_path / "s"
+    async with saf(core.url, state) as s:
+        acks = [await s.send(put("/home/q/a", b"0\n", **{"idempotency-key": "front-1"}))]
+        acks += await asyncio.gather(
+            *(s.send(post("/home/q/a", b"%d\n" % i)) for i in range(1, 200))
+        )
+        assert {r.status for r in acks} == {202}
+        assert acks[0].headers["idempotency-key"] == "front-1"  # the front door's key is kept
+        assert len({r.headers["idempotency-key"] for r in acks}) == 200  # others minted, unique
+        with pytest.raises(UpstreamUnavailable):
+            await s.send(Request("GET", "/home/q/a"))
+        st = s.stats()
+        assert st["depth"] == 200 and st["online"] == 0 and st["queued_total"] == 200
+        assert st["group_commits"] < 200  # concurrent appends share transactions
+        status = status_json(state, capsys)  # the CLI reads it while the gateway runs
+        assert status["running"] is True and status["depth"] == 200
+        assert status["paths"][0]["path"] == "/home/q/a" and status["paths"][0]["entries"] == 200
+        capsys.readouterr()
+        assert cli(["list", "--state-dir", str(state), "--json", "--limit", "1"]) == 0
+        listed = json.loads(capsys.readouterr().out)["items"]
+        assert listed[0]["idempotency_key"] == "front-1"
+        assert listed[0]["header_names"] == ["authorization", "idempotency-key"]
+        await asyncio.to_thread(core.start)
+        try:
+            st = await drained(s)
+            assert st["replayed_total"] == 200 and st["online"] == 1
+            _, _, body = http_get(core.url, "/home/q/a")
+            assert body == b"".join(b"%d\n" % i for i in range(200))
+        finally:
+            core.stop()
+    assert status_json(state, capsys)["running"] is False
+
+
+async def test_new_writes_queue_behind_a_path_that_keeps_failing_and_other_paths_flow(
+    tmp_path, capsys
+):
+    # A storage quota makes one big write fail with 507 for as long as it is retried.
+    core = pick_core(tmp_path, extra={"ELASTIK_MAX_STORAGE_BYTES": "100000"}).start()
+    try:
+        state = tmp_path / "s"
+        async with saf(core.url, state, backoff_min_s=0.2, backoff_max_s=0.5) as s:
+            r = await s.send(put("/home/hol/big", b"x" * 150_000))
+            assert r.status == 202  # 507 is retryable: queued, not refused
+            behind = await s.send(put("/home/hol/big", b"small"))
+            assert behind.status == 202  # must not overtake the queued write
+            for i in range(20):  # another path is not blocked by the failing one
+                assert (await s.send(put(f"/home/hol/other{i}", b"ok"))).status == 201
+            await asyncio.sleep(1.0)
+            st = s.stats()
+            assert st["replay_retries_total"] >= 1 and st["depth"] == 2
+            assert st["online"] == 1 and st["dead_total"] == 0
+            listed = capsys.readouterr()
+            assert cli(["list", "--state-dir", str(state), "--json"]) == 0
+            items = json.loads(capsys.readouterr().out)["items"]
+            assert [i["last_status"] for i in items][0] == 507
+            assert items[0]["attempts"] >= 1
+            assert http_get(core.url, "/home/hol/big")[0] == 404  # order kept: nothing applied
+            del listed
+    finally:
+        core.stop()
+
+
+async def test_poison_write_4xx_becomes_dead_letter_with_answer_and_others_replay(tmp_path, capsys):
+    core = pick_core(tmp_path)
+    state = tmp_path / "s"
+    async with saf(core.url, state) as s:
+        assert (await s.send(post("/home/poison/missing", b"x"))).status == 202  # 404 later
+        assert (await s.send(put("/home/poison/ok", b"fine"))).status == 202
+        assert (await s.send(post("/home/poison/ok", b"+"))).status == 202
+        await asyncio.to_thread(core.start)
+        try:
+            st = await drained(s)
+            assert st["dead_total"] == 1 and st["replayed_total"] == 2
+            assert http_get(core.url, "/home/poison/ok")[2] == b"fine+"
+        finally:
+            core.stop()
+    status = status_json(state, capsys)
+    assert status["dead_letters"] == 1 and status["dead_by_reason"] == {"rejected": 1}
+    assert status["counters"]["dead_total"] == 1  # counters survive in the database
+    capsys.readouterr()
+    assert cli(["list", "--dead", "--state-dir", str(state), "--json"]) == 0
+    dead = json.loads(capsys.readouterr().out)["items"]
+    assert dead[0]["path"] == "/home/poison/missing" and dead[0]["status"] == 404
+    assert "world not found" in dead[0]["response"]
+
+
+async def test_outbox_survives_restart_and_replays_with_same_keys(tmp_path):
+    core = pick_core(tmp_path)
+    state = tmp_path / "s"
+    async with saf(core.url, state) as s:
+        acks = [await s.send(post("/home/rs/a", b"%d\n" % i)) for i in range(5)]
+    keys = [a.headers["idempotency-key"] for a in acks]
+    await asyncio.to_thread(core.start)
+    try:
+        r = await CoreClient(core.url).send(put("/home/rs/a", b""))
+        assert r.status == 201
+        # Pretend the first entry was applied before a crash: the core knows its key.
+        client = CoreClient(core.url)
+        first = await client.send(post("/home/rs/a", b"0\n", **{"idempotency-key": keys[0]}))
+        await client.close()
+        assert first.status == 200
+        async with saf(core.url, state) as s:
+            st = await drained(s)
+            assert st["replayed_total"] == 5
+        assert http_get(core.url, "/home/rs/a")[2] == b"0\n1\n2\n3\n4\n"  # 0 applied once
+    finally:
+        core.stop()
+
+
+async def test_second_gateway_on_same_state_dir_is_refused(tmp_path):
+    async with saf("http://127.0.0.1:9", tmp_path / "s"):
+        with pytest.raises(OutboxLocked, match="in use"):
+            await saf("http://127.0.0.1:9", tmp_path / "s").start()
+
+
+async def test_send_after_close_raises_upstream_unavailable(tmp_path):
+    s = await saf("http://127.0.0.1:9", tmp_path / "s").start()
+    await s.close()
+    with pytest.raises(UpstreamUnavailable):
+        await s.send(put("/home/x", b""))
+
+
+def test_only_5xx_408_429_are_retried():
+    assert [s for s in (200, 201, 204, 400, 401, 404, 408, 409, 412, 413, 422, 429, 500, 503, 507)
+            if retryable(s)] == [408, 429, 500, 503, 507]  # fmt: skip
+
+
+async def test_write_larger_than_outbox_is_refused_and_counted(tmp_path):
+    async with saf("http://127.0.0.1:9", tmp_path / "s", max_bytes=1000) as s:
+        with pytest.raises(OutboxFull):
+            await s.send(put("/home/big", b"x" * 2000))
+        assert s.stats()["rejected_total"] == 1 and s.stats()["depth"] == 0
