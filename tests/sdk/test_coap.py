@@ -103,6 +103,25 @@ def test_bad_requests_fail_before_sending() -> None:
             coap.get("127.0.0.1", 9, bad)
 
 
+def test_own_request_echoed_back_is_not_an_answer() -> None:
+    """A peer that echoes the request (or a UDP self-connect) must not count as a reply."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as echo:
+        echo.bind(("127.0.0.1", 0))
+        port = echo.getsockname()[1]
+
+        def bounce() -> None:
+            data, peer = echo.recvfrom(2048)
+            echo.sendto(data, peer)
+
+        import threading
+
+        t = threading.Thread(target=bounce)
+        t.start()
+        with pytest.raises(TimeoutError):
+            coap.get("127.0.0.1", port, "home/x", timeout=0.3)
+        t.join()
+
+
 def test_silence_is_a_timeout_error() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mute:
         mute.bind(("127.0.0.1", 0))
@@ -150,6 +169,7 @@ def our_gateway(
     )
     deadline = time.monotonic() + 15
     while not _answers(port):
+        time.sleep(0.05)
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.skip(
@@ -162,13 +182,18 @@ def our_gateway(
     log.close()
 
 
-@pytest.fixture(params=["reference", "gateway"])
+@pytest.fixture(params=["reference", "gateway", "ours-embedded"])
 def coap_target(request: pytest.FixtureRequest) -> tuple[Core, int]:
-    if request.param == "reference":
-        ref: Core = request.getfixturevalue("reference_core")
-        assert ref.coap_port is not None
-        return ref, ref.coap_port
-    return request.getfixturevalue("our_gateway")
+    if request.param == "gateway":
+        return request.getfixturevalue("our_gateway")
+    name = "reference_core" if request.param == "reference" else "our_core"
+    core: Core = request.getfixturevalue(name)
+    assert core.coap_port is not None
+    if request.param == "ours-embedded" and not _answers(core.coap_port):
+        # PROTOCOL D6: ELASTIK_COAP_PORT given to our core starts the gateway's CoAP front
+        # door in-process. Listed in /work/team/core-discrepancies.md until it does.
+        pytest.xfail("our core does not open ELASTIK_COAP_PORT yet (D6)")
+    return core, core.coap_port
 
 
 def test_put_and_get_round_trip_over_coap(coap_target: tuple[Core, int], p: str) -> None:

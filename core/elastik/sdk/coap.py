@@ -205,10 +205,19 @@ def _exchange(host: str, port: int, packet: bytes, timeout: float) -> CoapRespon
             sock.settimeout(timeout)
             try:
                 sock.connect(addr)  # connected UDP: ICMP unreachable surfaces as an error
+                if sock.getsockname()[:2] == addr[:2]:
+                    # The kernel gave us the very port we are sending to (UDP self-connect):
+                    # we would read back our own request. Nothing listens there.
+                    errors.append(
+                        f"CoAP port {host}:{port} refused the datagram (nothing listening)"
+                    )
+                    continue
                 sock.send(packet)
                 while True:
                     data = sock.recv(65535)
                     code, rmid, rtoken, cf, payload = decode_response(data)
+                    if code >> 5 == 0 and code != 0:
+                        continue  # a request (class 0.xx), not an answer
                     # An RST or a reply to someone else's request is not our answer.
                     if rmid == mid and (rtoken == token or data[0] >> 4 & 3 == 3):
                         if data[0] >> 4 & 3 == 3:
