@@ -25,3 +25,12 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fw_support.Targ
     binary with ELASTIK_FW_TARGET=reference), shared by the tests of one module."""
     with fw_support.fw_target(tmp_path_factory.mktemp("target")) as t:
         yield t
+
+
+@pytest.fixture
+def gateway_only(target: fw_support.Target) -> fw_support.Target:
+    """For tests of what only our gateway does (POST, DELETE, Block2, dedup): skipped when
+    ELASTIK_FW_TARGET=reference points the suite at the reference's CoAP surface."""
+    if target.kind == "reference":
+        pytest.skip("the reference's CoAP surface has no POST, DELETE, Block2 or dedup")
+    return target

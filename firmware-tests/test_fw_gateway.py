@@ -34,8 +34,8 @@ def outcome(line: dict[str, Any]) -> Any:
     return r["text"] if isinstance(r, dict) and "text" in r else r
 
 
-def test_put_get_post_delete_round_trip(target: Target) -> None:
-    t = target
+def test_put_get_post_delete_round_trip(gateway_only: Target) -> None:
+    t = gateway_only
     res = run_mp(
         [
             client(t, t.write_token),
@@ -55,8 +55,8 @@ def test_put_get_post_delete_round_trip(target: Target) -> None:
     assert status == 404
 
 
-def test_error_codes_carry_code_and_message(target: Target) -> None:
-    t = target
+def test_error_codes_carry_code_and_message(gateway_only: Target) -> None:
+    t = gateway_only
     res = run_mp(
         [
             client(t, "wrong-token"),
@@ -112,8 +112,8 @@ def test_largest_datagram_payload_round_trips(target: Target) -> None:
     assert res[3]["e"] == "ValueError"
 
 
-def test_world_larger_than_a_datagram_is_fetched_with_block2(target: Target) -> None:
-    t = target
+def test_world_larger_than_a_datagram_is_fetched_with_block2(gateway_only: Target) -> None:
+    t = gateway_only
     body = bytes((i * 31) % 251 for i in range(3000))
     status, _, _ = t.http_request("PUT", "/home/fw/block", body, token=t.write_token)
     assert status in (200, 201)

@@ -128,8 +128,8 @@ SUMMARY = re.compile(
 )
 
 
-def test_sensor_sim_devices_write_their_readings(target: Target) -> None:
-    t = target
+def test_sensor_sim_devices_write_their_readings(gateway_only: Target) -> None:
+    t = gateway_only
     res = tool(
         "tools.sensor_sim", "--gateway", f"{t.host}:{t.coap_port}", "--devices", "3",
         "--interval", "0.1", "--count", "2", "--token", t.write_token, "--ack-timeout-ms", "500",
