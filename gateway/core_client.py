@@ -8,6 +8,7 @@ including 4xx/5xx, comes back as a ``Response`` for the front door to map.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -30,6 +31,7 @@ _SAFE = frozenset(
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
+@functools.lru_cache(maxsize=4096)  # sensors write the same worlds over and over
 def encode_path(path: str) -> str:
     """Percent-encode a world path for the request target (uppercase hex, like the core)."""
     out = []

@@ -7,7 +7,9 @@ PROTOCOL.md §18.3/§18.4 is testable on its own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 
 from ..flow import QUEUED_STATUS
 
@@ -46,11 +48,16 @@ class BadWorldName(ValueError):
     pass
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _has_control(s: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F or 0x80 <= ord(c) <= 0x9F for c in s)
+    return _CONTROL.search(s) is not None
 
 
-def world_from_uri_path(segments: tuple[str, ...] | list[str]) -> str:
+# Devices write the same few worlds over and over: remember the last canonical forms.
+@functools.lru_cache(maxsize=4096)
+def world_from_uri_path(segments: tuple[str, ...]) -> str:
     """Canonical world path (no leading slash) for the Uri-Path options, per §18.3.
 
     Segments are joined with '/' as they are, with no percent-decoding; a '/' inside a

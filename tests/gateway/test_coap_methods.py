@@ -13,8 +13,6 @@ from aiocoap.numbers.codes import Code
 from gateway.config import Device
 from tests.gateway.conftest import audit_events, coap, coap_message, core_http
 
-pytestmark = pytest.mark.xdist_group("gateway-methods")
-
 
 @pytest.fixture
 async def gw(make_gateway, our_core):

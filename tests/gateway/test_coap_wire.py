@@ -10,8 +10,6 @@ import pytest
 from tests.gateway.coapwire import ACK, NON, RST, UdpClient, build, parse, path_options, uint
 from tests.gateway.conftest import audit_events, core_http
 
-pytestmark = pytest.mark.xdist_group("gateway-wire")
-
 GET, POST, PUT, DELETE = 1, 2, 3, 4
 AUTH = 65001
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 import socket
 import time
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.gateway.coapwire import build, encode_options, parse
 from tests.gateway.gwproc import GatewayProc
-
-pytestmark = pytest.mark.xdist_group("gateway-fuzz")
 
 BOUNDS = {"exchange_cache": 64, "max_observations": 4, "max_block_transfers": 4}
 

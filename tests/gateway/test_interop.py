@@ -19,7 +19,7 @@ from tests.gateway.coapwire import UdpClient, build, parse, path_options
 from tests.gateway.conftest import coap, coap_message, core_http
 from tests.support.servers import free_udp_port, reference, reference_python, running
 
-pytestmark = [pytest.mark.reference, pytest.mark.xdist_group("gateway-interop")]
+pytestmark = pytest.mark.reference
 
 
 def dotted(msg) -> str:
