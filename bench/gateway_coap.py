@@ -39,8 +39,13 @@ def con_put(mid: int, token: bytes, path: list[bytes], payload: bytes, auth: byt
     prev = 0
     for number, value in [(11, p) for p in path] + [(65001, auth)]:
         delta = number - prev
-        dn, dx = (delta, b"") if delta < 13 else (13, bytes([delta - 13])) if delta < 269 else (
-            14, (delta - 269).to_bytes(2, "big"))
+        dn, dx = (
+            (delta, b"")
+            if delta < 13
+            else (13, bytes([delta - 13]))
+            if delta < 269
+            else (14, (delta - 269).to_bytes(2, "big"))
+        )
         ln, lx = (len(value), b"") if len(value) < 13 else (13, bytes([len(value) - 13]))
         out.append((dn << 4) | ln)
         out += dx + lx + value
@@ -51,7 +56,9 @@ def con_put(mid: int, token: bytes, path: list[bytes], payload: bytes, auth: byt
 class _Gen(asyncio.DatagramProtocol):
     def __init__(self, scenario: dict) -> None:
         self.sc = scenario
-        self.pending: dict[bytes, tuple[int, float, bytes, float]] = {}  # token -> lane, t0, dgram, sent
+        self.pending: dict[
+            bytes, tuple[int, float, bytes, float]
+        ] = {}  # token -> lane, t0, dgram, sent
         self.lat: list[float] = []
         self.codes: dict[str, int] = {}
         self.retx = 0
@@ -74,7 +81,9 @@ class _Gen(asyncio.DatagramProtocol):
         token = self.seq.to_bytes(4, "big")
         ns = self.sc["namespace"]
         path = [ns.encode(), b"bench", f"l{lane}".encode()]
-        dgram = con_put(self.mid, token, path, b"%d" % self.seq + b"x" * 32, self.sc["token"].encode())
+        dgram = con_put(
+            self.mid, token, path, b"%d" % self.seq + b"x" * 32, self.sc["token"].encode()
+        )
         now = time.perf_counter()
         self.pending[token] = (lane, now, dgram, now)
         assert self.transport is not None
@@ -179,8 +188,12 @@ def wait_http(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 def core_env(data: Path, port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELASTIK_")}
     env.update(
-        ELASTIK_KEY=secrets.token_hex(32), ELASTIK_DATA=str(data), ELASTIK_PORT=str(port),
-        ELASTIK_HOST="127.0.0.1", ELASTIK_WRITE_TOKEN="w", ELASTIK_APPROVE_TOKEN="a",
+        ELASTIK_KEY=secrets.token_hex(32),
+        ELASTIK_DATA=str(data),
+        ELASTIK_PORT=str(port),
+        ELASTIK_HOST="127.0.0.1",
+        ELASTIK_WRITE_TOKEN="w",
+        ELASTIK_APPROVE_TOKEN="a",
     )
     env.update(extra or {})
     return env
@@ -189,15 +202,33 @@ def core_env(data: Path, port: int, extra: dict[str, str] | None = None) -> dict
 def start_ours(work: Path) -> tuple[list[subprocess.Popen], int]:
     port = free_port()
     core = subprocess.Popen(
-        [sys.executable, "-m", "elastik", "run"], env=core_env(work / "ours", port),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
+        [sys.executable, "-m", "elastik", "run"],
+        env=core_env(work / "ours", port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=work,
     )
     wait_http(port, core)
     coap = free_port(socket.SOCK_DGRAM)
     gw = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--core-url", f"http://127.0.0.1:{port}",
-         "--coap-bind", f"127.0.0.1:{coap}", "--state-dir", str(work / "gw"), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "run",
+            "--core-url",
+            f"http://127.0.0.1:{port}",
+            "--coap-bind",
+            f"127.0.0.1:{coap}",
+            "--state-dir",
+            str(work / "gw"),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     assert gw.stderr is not None
     line = gw.stderr.readline()
@@ -213,7 +244,9 @@ def start_reference(work: Path) -> tuple[list[subprocess.Popen], int]:
     ref = subprocess.Popen(
         [str(ensure_reference())],
         env=core_env(work / "ref", port, {"ELASTIK_COAP_PORT": str(coap)}),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=work,
     )
     wait_http(port, ref)
     return [ref], coap
@@ -246,17 +279,30 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for system, starter in (("gateway + our core", start_ours), ("reference built-in", start_reference)):
+        for system, starter in (
+            ("gateway + our core", start_ours),
+            ("reference built-in", start_reference),
+        ):
             procs, coap = starter(work)
             try:
                 for ns, label in (("home", "durable"), ("tmp", "memory")):
                     for conc in (16, 64):
-                        r = run_load(host="127.0.0.1", port=coap, namespace=ns, concurrency=conc,
-                                     seconds=args.seconds, warmup=args.warmup, token="w")
+                        r = run_load(
+                            host="127.0.0.1",
+                            port=coap,
+                            namespace=ns,
+                            concurrency=conc,
+                            seconds=args.seconds,
+                            warmup=args.warmup,
+                            token="w",
+                        )
                         rows.append((system, label, conc, r))
-                        print(f"{system:20} {label:8} c={conc:<3} {r['rps']:9.0f} PUT/s  "
-                              f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                              f"codes {r['codes']} retx {r['retx']}", file=sys.stderr)
+                        print(
+                            f"{system:20} {label:8} c={conc:<3} {r['rps']:9.0f} PUT/s  "
+                            f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+                            f"codes {r['codes']} retx {r['retx']}",
+                            file=sys.stderr,
+                        )
             finally:
                 stop(procs)
     table = render(rows, args.seconds)
@@ -287,15 +333,19 @@ def render(rows: list, seconds: float) -> str:
     ]
     for system, label, conc, r in rows:
         bad = sum(v for k, v in r["codes"].items() if not k.startswith("2."))
-        out.append(f"| {system} | {label} | {conc} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
-                   f"{r['p99_ms']:.2f} | {bad} | {r['retx']} |")
+        out.append(
+            f"| {system} | {label} | {conc} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {bad} | {r['retx']} |"
+        )
     ours = {(lab, c): r["rps"] for s, lab, c, r in rows if s.startswith("gateway")}
     ref = {(lab, c): r["rps"] for s, lab, c, r in rows if s.startswith("reference")}
     for c in (16, 64):
         if ref.get(("durable", c)):
             out.append("")
-            out.append(f"Durable, {c} outstanding: gateway + our core = "
-                       f"{ours[('durable', c)] / ref[('durable', c)]:.1f} x the reference.")
+            out.append(
+                f"Durable, {c} outstanding: gateway + our core = "
+                f"{ours[('durable', c)] / ref[('durable', c)]:.1f} x the reference."
+            )
     return "\n".join(out) + "\n"
 
 
@@ -304,7 +354,7 @@ def write_docs(path: Path, table: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"  # re-read right before writing
     block = f"{start}\n{table}{end}"
     if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
