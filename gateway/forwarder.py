@@ -43,7 +43,14 @@ from gateway.flow import (
     Upstream,
     UpstreamUnavailable,
 )
-from gateway.outbox import DiskFull, NewEntry, Outbox, OutboxConfig, PendingMeta
+from gateway.outbox import (
+    COUNTER_NAMES,
+    DiskFull,
+    NewEntry,
+    Outbox,
+    OutboxConfig,
+    PendingMeta,
+)
 
 log = logging.getLogger("gateway.outbox")
 
@@ -53,19 +60,6 @@ TICK_S = 1.0
 # bounds how late a clock jump (NTP step on a device without RTC) is noticed.
 IDLE_WAIT_S = 5.0
 
-COUNTER_NAMES = (
-    "queued_total",  # writes committed to the outbox
-    "replayed_total",  # queued writes the core accepted on replay
-    "dead_total",  # queued writes the core refused for good (4xx): dead letters
-    "dropped_total",  # queued writes moved to dead letters by drop-oldest (bytes bound)
-    "expired_total",  # queued writes moved to dead letters by drop-oldest (age bound)
-    "rejected_total",  # writes refused with OutboxFull because the outbox was at a bound
-    "disk_full_total",  # writes refused with OutboxFull because the disk was full
-    "passthrough_total",  # writes the core answered directly (no outbox)
-    "replay_retries_total",  # replays answered 5xx/408/429 (retried later, path backs off)
-    "unavailable_total",  # times the core was found unreachable (went offline)
-    "store_errors_total",  # outbox bookkeeping writes that failed (disk full, I/O)
-)
 # Counters that change on every pass-through write. They never trigger a disk write by
 # themselves (the SD card is spared while the core is up); they ride along with others.
 _LAZY = frozenset({"passthrough_total"})
@@ -325,7 +319,7 @@ class StoreAndForward:
         """Move an entry to the dead letters (fire and forget: failures are counted)."""
         self._unindex(meta)
         fut = self._outbox.dead(meta.seq, reason, status, body, self.config.max_dead_letters)
-        fut.add_done_callback(self._bookkeeping_done)
+        fut.add_done_callback(self._dead_done)
         self._dead_letters += 1
         log.warning(
             "outbox: write #%d to %s is a dead letter (%s%s)",
@@ -334,6 +328,14 @@ class StoreAndForward:
             reason,
             f", core answered {status}" if status is not None else "",
         )
+
+    def _dead_done(self, fut: asyncio.Future[int]) -> None:
+        if fut.cancelled():
+            return
+        if fut.exception() is not None:
+            self._count("store_errors_total")
+        elif pruned := fut.result():
+            self._count("dead_pruned_total", pruned)
 
     def _bookkeeping_done(self, fut: asyncio.Future[None]) -> None:
         if not fut.cancelled() and fut.exception() is not None:

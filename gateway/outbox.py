@@ -58,6 +58,22 @@ DEAD_RESPONSE_MAX = 1024
 
 Policy = Literal["reject", "drop-oldest"]
 
+# Lifetime totals kept in the ``counters`` table (StoreAndForward.stats() and the CLI).
+COUNTER_NAMES = (
+    "queued_total",  # writes committed to the outbox
+    "replayed_total",  # queued writes the core accepted on replay
+    "dead_total",  # queued writes the core refused for good (4xx): dead letters
+    "dropped_total",  # queued writes moved to dead letters by drop-oldest (bytes bound)
+    "expired_total",  # queued writes moved to dead letters by drop-oldest (age bound)
+    "rejected_total",  # writes refused with OutboxFull because the outbox was at a bound
+    "disk_full_total",  # writes refused with OutboxFull because the disk was full
+    "passthrough_total",  # writes the core answered directly (no outbox)
+    "replay_retries_total",  # replays answered 5xx/408/429 (retried later, path backs off)
+    "unavailable_total",  # times the core was found unreachable (went offline)
+    "store_errors_total",  # outbox bookkeeping writes that failed (disk full, I/O)
+    "dead_pruned_total",  # oldest dead letters deleted to stay within max_dead_letters
+)
+
 
 class OutboxConfigError(ValueError):
     """A config value is invalid; the message names the key (``outbox.max_bytes: ...``)."""
@@ -257,8 +273,10 @@ def _op_done(seq: int) -> Callable[[sqlite3.Connection], None]:
 
 def _op_dead(
     seq: int, reason: str, status: int | None, response: bytes, keep: int
-) -> Callable[[sqlite3.Connection], None]:
-    def run(conn: sqlite3.Connection) -> None:
+) -> Callable[[sqlite3.Connection], int]:
+    """Returns how many of the oldest dead letters were deleted to keep ``keep``."""
+
+    def run(conn: sqlite3.Connection) -> int:
         conn.execute(
             f"INSERT INTO dead(seq, path, method, body, headers, idempotency_key, source,"
             f" device, accepted_at, size, attempts, reason, status, response, died_at)"
@@ -266,10 +284,10 @@ def _op_dead(
             (reason, status, response[:DEAD_RESPONSE_MAX], time.time(), seq),
         )
         conn.execute("DELETE FROM pending WHERE seq=?", (seq,))
-        conn.execute(
+        return conn.execute(
             "DELETE FROM dead WHERE id <= (SELECT max(id) FROM dead) - ?",
             (keep,),
-        )
+        ).rowcount
 
     return run
 
@@ -478,7 +496,7 @@ class Outbox:
 
     def dead(
         self, seq: int, reason: str, status: int | None, response: bytes, keep: int
-    ) -> asyncio.Future[None]:
+    ) -> asyncio.Future[int]:
         return self._submit(_op_dead(seq, reason, status, response, keep))
 
     def reschedule(

@@ -21,22 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.outbox import DB_NAME, LOCK_NAME, connect, requeue_marked
+from gateway.outbox import COUNTER_NAMES, DB_NAME, LOCK_NAME, connect, requeue_marked
 
 DEFAULT_STATE_DIR = "./gateway-state"  # same default as GatewayConfig.state_dir
-COUNTERS = (
-    "queued_total",
-    "replayed_total",
-    "dead_total",
-    "dropped_total",
-    "expired_total",
-    "rejected_total",
-    "disk_full_total",
-    "passthrough_total",
-    "replay_retries_total",
-    "unavailable_total",
-    "store_errors_total",
-)
 
 
 class CliError(Exception):
@@ -215,7 +202,7 @@ def cmd_status(ns: argparse.Namespace) -> dict[str, Any]:
         ]
         dead = dict(conn.execute("SELECT reason, count(*) FROM dead GROUP BY reason").fetchall())
         marked = conn.execute("SELECT count(*) FROM dead WHERE retry_requested=1").fetchone()[0]
-        counters = dict.fromkeys(COUNTERS, 0)
+        counters = dict.fromkeys(COUNTER_NAMES, 0)
         counters.update(conn.execute("SELECT name, value FROM counters").fetchall())
     vfs = os.statvfs(state_dir)
     return {
