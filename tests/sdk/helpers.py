@@ -30,3 +30,40 @@ class RecordingTransport:
 
     def close(self) -> None:
         return None
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def run_cli_in_process(args: list[str], env: dict[str, str], stdin: bytes = b"") -> CliResult:
+    """``elastik.sdk_cli.main(args)`` in this process with ``env`` as ELASTIK_* environment
+    (the same code ``python -m elastik`` runs, without a new interpreter per call)."""
+    import contextlib
+    import io
+    import os
+    import sys
+    from unittest import mock
+
+    from elastik.sdk_cli import main
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    fake_in = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ELASTIK_")}
+    with (
+        mock.patch.dict(os.environ, {**clean, **env}, clear=True),
+        mock.patch.object(sys, "stdin", fake_in),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(args)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    out.flush()
+    err.flush()
+    return CliResult(code, out.buffer.getvalue(), err.buffer.getvalue())  # type: ignore[attr-defined]

@@ -5,14 +5,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import elastik
 
 from tests.sdk.conftest import APPROVE, Core
+from tests.sdk.helpers import run_cli_in_process
 from tests.support.servers import ROOT, free_port
 
 
-def cli(core_url: str, *args: str, token: str = APPROVE) -> subprocess.CompletedProcess[str]:
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(core_url: str, *args: str, token: str = APPROVE) -> Result:
+    """The CLI in-process (same code as ``python -m elastik``; see test_python_m_dispatch)."""
+    r = run_cli_in_process(list(args), {"ELASTIK_URL": core_url, "ELASTIK_APPROVE_TOKEN": token})
+    return Result(r.returncode, r.stdout.decode(), r.stderr.decode())
+
+
+def cli_subprocess(
+    core_url: str, *args: str, token: str = APPROVE
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELASTIK_")}
     env.update(ELASTIK_URL=core_url, ELASTIK_APPROVE_TOKEN=token, ELASTIK_NO_DOTENV="1")
     return subprocess.run(
@@ -66,9 +83,17 @@ def test_cli_errors_are_one_line(core: Core, p: str) -> None:
 
 
 def test_info_and_help(core: Core) -> None:
-    info = cli(core.url, "info")
+    info = cli_subprocess(core.url, "info")  # a fresh process: no core started by it
     assert info.returncode == 0 and "elastik 0.1.0" in info.stdout
     assert f"url:     {core.url} (default)" in info.stdout
     assert "approve: <set>" in info.stdout and APPROVE + "\n" not in info.stdout
     assert cli(core.url).returncode == 0
     assert cli(core.url, "coap").returncode == 2
+
+
+def test_python_m_dispatch(core: Core, p: str) -> None:
+    elastik.Elastik(core.url, bearer_token=APPROVE).put(f"{p}/x", "1")
+    r = cli_subprocess(core.url, "ls", p)
+    assert (r.returncode, r.stdout) == (0, f"home/{p}/x\n")
+    r = cli_subprocess(core.url, "rm", "-r", "")
+    assert r.returncode == 1 and "force=True" in r.stderr and "Traceback" not in r.stderr
