@@ -53,9 +53,8 @@ async def test_many_small_appends_match_the_model_across_folds(tmp_path: Path):
     data = tmp_path / "data"
     m = Model("home/log")
     with Engine.open(EngineConfig(data=data, key=KEY)) as e:
-        assert (await e.put("home/log", b"start\n", "text/plain", ())).etag == m.put(
-            b"start\n", "text/plain"
-        )
+        base = b"start\n" + b"." * worldstore.PIECES_MIN_SIZE  # large enough for pieces
+        assert (await e.put("home/log", base, "text/plain", ())).etag == m.put(base, "text/plain")
         for i in range(worldstore.MAX_PIECES * 2 + 5):
             line = b"reading %d\n" % i
             assert (await e.append("home/log", line)).etag == m.append(line)
@@ -90,7 +89,7 @@ async def test_large_appends_fold_by_size(tmp_path: Path):
 async def test_put_and_delete_clear_pieces(tmp_path: Path):
     data = tmp_path / "data"
     with Engine.open(EngineConfig(data=data, key=KEY)) as e:
-        await e.put("home/p", b"a", "t", ())
+        await e.put("home/p", b"a" * worldstore.PIECES_MIN_SIZE, "t", ())
         for _ in range(3):
             await e.append("home/p", b"b")
         assert pieces(data, "home/p") == 3
@@ -103,6 +102,18 @@ async def test_put_and_delete_clear_pieces(tmp_path: Path):
         with sqlite3.connect(data / "elastik.db") as c:
             assert c.execute("SELECT COUNT(*) FROM appended").fetchone()[0] == 0
         assert e.usage().storage_used == 0
+
+
+async def test_small_worlds_keep_their_whole_body_in_one_row(tmp_path: Path):
+    data = tmp_path / "data"
+    with Engine.open(EngineConfig(data=data, key=KEY)) as e:
+        await e.put("home/s", b"alpha", "t", ())
+        await e.append("home/s", b"+1")
+        await e.append("home/s", b"+2")
+        assert pieces(data, "home/s") == 0
+        with sqlite3.connect(data / "elastik.db") as c:
+            row = c.execute("SELECT body, size FROM worlds WHERE name='home/s'").fetchone()
+        assert row == (b"alpha+1+2", 9)
 
 
 async def test_concurrent_appends_to_one_world(tmp_path: Path):
@@ -119,13 +130,14 @@ async def test_concurrent_appends_to_one_world(tmp_path: Path):
 async def test_tampered_piece_is_a_state_mismatch(tmp_path: Path):
     data = tmp_path / "data"
     with Engine.open(EngineConfig(data=data, key=KEY)) as e:
-        await e.put("home/t", b"base", "t", ())
+        base = b"b" * worldstore.PIECES_MIN_SIZE
+        await e.put("home/t", base, "t", ())
         await e.append("home/t", b"piece")
         with sqlite3.connect(data / "elastik.db") as c:
-            c.execute("UPDATE appended SET data=x'00'")
+            assert c.execute("UPDATE appended SET data=x'00'").rowcount == 1
         v = await e.verify("home/t")
         assert (v.outcome, v.break_at) == ("broken", "state")
-        assert v.expected == "body-sha256-" + hashlib.sha256(b"basepiece").hexdigest()
+        assert v.expected == "body-sha256-" + hashlib.sha256(base + b"piece").hexdigest()
 
 
 @pytest.mark.parametrize("cached", [True, False])

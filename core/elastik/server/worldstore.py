@@ -11,7 +11,7 @@ A world's body is ``worlds.body`` (its length in ``worlds.size``) followed by it
 body (SQLite rewrites a whole row, blob included, on any UPDATE, so an append never
 touches the ``worlds`` row), and the writer folds the pieces back into ``worlds.body`` now
 and then (``fold_due``). An append costs O(appended bytes) amortized and a read joins at
-most ``MAX_PIECES`` rows.
+most ``MAX_PIECES`` rows. Worlds under ``PIECES_MIN_SIZE`` are rewritten whole on append.
 
 Functions here take a connection and run statements; transactions belong to the caller
 (the writer thread, or a reader that wants a snapshot).
@@ -90,6 +90,9 @@ CREATE TABLE IF NOT EXISTS checkpoint(
 # Pieces per world before a fold. 64 bounds the rows a read joins, and folding every 64
 # small appends divides the rewrite cost of a large world by 64.
 MAX_PIECES = 64
+# Worlds below 64 KiB are simply rewritten (cheap at that size) and so keep their whole body
+# in ``worlds.body``, where an operator looking at the database expects it.
+PIECES_MIN_SIZE = 64 * 1024
 # Pieces always fold once they add up to the base body's size (and at least 1 MiB): the
 # rewrites then total at most twice the final size, i.e. O(1) per appended byte.
 FOLD_MIN_BYTES = 1024 * 1024
@@ -165,7 +168,7 @@ class Stored:
 
     def fold_due(self, extra: int) -> bool:
         """Whether appending ``extra`` bytes should fold the pieces into the base body."""
-        if self.pieces + 1 >= MAX_PIECES:
+        if self.size + extra < PIECES_MIN_SIZE or self.pieces + 1 >= MAX_PIECES:
             return True
         appended = self.size + extra - self.base_size
         return appended >= max(self.base_size, FOLD_MIN_BYTES)
