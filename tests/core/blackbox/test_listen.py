@@ -12,7 +12,7 @@ import pytest
 
 from tests.core.blackbox.wire import Server, Session, Stream, open_stream
 
-QUIET = 0.3  # how long "nothing arrives" is observed; only ever used to expect silence
+QUIET = 0.2  # how long "nothing arrives" is observed; only ever used to expect silence
 
 
 @contextlib.contextmanager
