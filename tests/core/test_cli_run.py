@@ -187,6 +187,22 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
         assert big_body.startswith(b"HTTP/1.1 201 ")
         got = srv.raw(b"GET /tmp/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert got.endswith(b"\r\n\r\n" + b"z" * 200000)
+        # A pipelined request whose body arrives in a later chunk keeps its bytes intact,
+        # even when the chunk starts like an extension-method request line.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(
+                b"GET /proc/version HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"PUT /home/split HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w\r\n"
+                b"Content-Length: 12\r\nConnection: close\r\n\r\n"
+            )
+            time.sleep(0.2)
+            s.sendall(b"FOO /\xc3\xa9 bar!")
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert b"201 Created" in reply
+        split = srv.raw(b"GET /home/split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert split.endswith(b"\r\n\r\nFOO /\xc3\xa9 bar!")
         http10 = srv.raw(b"GET /proc/version HTTP/1.0\r\n\r\n")
         assert http10.startswith(b"HTTP/1.0 200 ")
         h2c = srv.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")

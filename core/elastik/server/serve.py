@@ -162,8 +162,11 @@ class ElastikHttpProtocol(HttpToolsProtocol):
                 line = data if end < 0 else data[:end]
                 if not line.isascii():
                     data = _encode_non_ascii(line) + (b"" if end < 0 else data[end:])
-        self._at_request_line = False
         super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._at_request_line = False  # until this message completes at a chunk boundary
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
