@@ -107,3 +107,95 @@ def test_ls_data_reads_our_layout_too(tmp_path: Path):
 def test_ls_data_of_missing_dir_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         refdata.ls_data(tmp_path / "missing")
+
+
+def _etag_of(url: str, path: str) -> str:
+    req = urllib.request.Request(
+        url + urllib.parse.quote(path), headers={"Authorization": "Bearer a"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.headers["etag"].strip('"')
+
+
+def _write(url: str, method: str, path: str, body: bytes | None = None) -> str | None:
+    req = urllib.request.Request(
+        url + urllib.parse.quote(path),
+        data=body,
+        method=method,
+        headers={"Authorization": "Bearer a"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        tag = resp.headers.get("etag")
+        return tag.strip('"') if tag else None
+
+
+def test_import_keeps_chains_and_etags_and_continues_like_the_reference(
+    refdir: tuple[Path, str], tmp_path: Path
+):
+    import asyncio
+    import shutil
+
+    from elastik.server import importer
+
+    src, key = refdir
+    copy = tmp_path / "src"
+    shutil.copytree(src, copy)
+    dst = tmp_path / "ours"
+    rows = importer.import_reference(copy, dst, key.encode())
+    assert [(r.world, r.events, r.imported) for r in rows] == [
+        ("home/a b/\u00e9", 1, True),
+        ("home/note.txt", 2, True),
+        ("var/log/deletes", 2, True),
+    ]
+    assert all(r.ok for r in verifytool.verify_data(dst, key.encode()))
+
+    with running(reference(tmp_path, key=key, data=copy)) as ref:
+        worlds = ["home/note.txt", "home/a b/\u00e9", "var/log/deletes"]
+        ref_tags = {w: _etag_of(ref.url, "/" + w) for w in worlds}
+        ref_post = _write(ref.url, "POST", "/home/note.txt", b"!")
+        _write(ref.url, "DELETE", "/home/a b/\u00e9")
+        ref_ledger = _etag_of(ref.url, "/var/log/deletes")
+
+    async def ours() -> tuple[dict[str, str], str | None, str]:
+        with Engine.open(EngineConfig(data=dst, key=key.encode())) as e:
+            tags = {}
+            for w in worlds:
+                state = e.read(w)
+                assert state is not None
+                tags[w] = state.etag
+            post = (await e.append("home/note.txt", b"!")).etag
+            await e.delete("home/a b/\u00e9")
+            led = e.read("var/log/deletes")
+            assert led is not None
+            return tags, post, led.etag
+
+    tags, post, ledger = asyncio.run(ours())
+    assert tags == ref_tags
+    assert post == ref_post
+    assert ledger == ref_ledger
+
+
+def test_import_skips_broken_and_existing_worlds(refdir: tuple[Path, str], tmp_path: Path):
+    import shutil
+
+    from elastik.server import importer
+
+    src, key = refdir
+    copy = tmp_path / "src"
+    shutil.copytree(src, copy)
+    with sqlite3.connect(copy / disknames.encode("home/note.txt") / "universe.db") as c:
+        c.execute("UPDATE events SET size=0")
+    dst = tmp_path / "ours"
+    first = {r.world: r for r in importer.import_reference(copy, dst, key.encode())}
+    assert not first["home/note.txt"].imported
+    assert first["home/note.txt"].detail.startswith("audit chain broken at event 0")
+    assert first["home/a b/\u00e9"].imported
+    again = importer.import_reference(copy, dst, key.encode())
+    assert all(not r.imported for r in again)
+    assert {r.detail for r in again if r.world != "home/note.txt"} == {
+        "already exists in destination"
+    }
+    with pytest.raises(FileNotFoundError):
+        importer.import_reference(tmp_path / "missing", dst, key.encode())
+    with pytest.raises(ValueError):
+        importer.import_reference(dst, tmp_path / "other", key.encode())

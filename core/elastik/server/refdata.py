@@ -38,6 +38,7 @@ class RefWorldData:
     content_type: str
     headers: tuple[tuple[str, str], ...]
     events: list[Event]
+    timestamps: dict[int, str]  # event id -> its timestamp (not covered by the HMAC)
 
 
 def _open(db: Path) -> sqlite3.Connection:
@@ -123,19 +124,20 @@ def read_world(world: str, db: Path) -> RefWorldData:
             "SELECT event_id, name, value FROM event_headers ORDER BY event_id, rowid"
         ):
             hdrs.setdefault(int(eid), []).append((str(n), str(v)))
-        events = [
-            _event(r, tuple(hdrs.get(int(r[0]), ())))
-            for r in conn.execute(
-                "SELECT id, event_type, target, body_sha256, size, content_type,"
-                " meta_sha256, hmac, prev_hmac FROM events ORDER BY id"
-            )
-        ]
+        events: list[Event] = []
+        stamps: dict[int, str] = {}
+        for r in conn.execute(
+            "SELECT id, event_type, target, body_sha256, size, content_type,"
+            " meta_sha256, hmac, prev_hmac, timestamp FROM events ORDER BY id"
+        ):
+            events.append(_event(r, tuple(hdrs.get(int(r[0]), ()))))
+            stamps[int(r[0])] = "" if r[9] is None else str(r[9])
         with contextlib.suppress(sqlite3.Error):
             conn.execute("COMMIT")
     finally:
         conn.close()
     body, ctype = (b"", "application/octet-stream") if st is None else (bytes(st[0] or b""), st[1])
-    return RefWorldData(world, body, str(ctype), headers, events)
+    return RefWorldData(world, body, str(ctype), headers, events, stamps)
 
 
 def _event(r: tuple[object, ...], headers: tuple[tuple[str, str], ...]) -> Event:

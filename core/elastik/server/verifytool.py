@@ -11,6 +11,7 @@ event (D3).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +38,16 @@ def _row(world: str, brk: audit.Break | None, walker: audit.ChainWalker) -> Veri
     return VerifyRow(world, walker.count, False, reason)
 
 
-def _check(
+def check_world(
     key: bytes,
     world: str,
-    events: object,
+    events: Iterable[audit.Event],
     body: bytes,
     content_type: str,
     headers: tuple[tuple[str, str], ...],
 ) -> VerifyRow:
-    brk, walker = audit.verify_chain(key, events)  # type: ignore[arg-type]
+    """Full walk of one world plus the D3 state check."""
+    brk, walker = audit.verify_chain(key, events)
     if brk is None:
         brk = audit.check_state(walker.last_state, body, content_type, headers)
     return _row(world, brk, walker)
@@ -60,7 +62,7 @@ def verify_data(data: Path, key: bytes) -> list[VerifyRow]:
     if not data.is_dir():
         raise FileNotFoundError(f"not a data directory: {data}")
     return [
-        _check(key, w.world, w.events, w.body, w.content_type, w.headers)
+        check_world(key, w.world, w.events, w.body, w.content_type, w.headers)
         for w in refdata.iter_worlds(data)
     ]
 
@@ -76,7 +78,9 @@ def _verify_ours(db: Path, key: bytes) -> list[VerifyRow]:
             if st is None:
                 continue
             events = worldstore.iter_events(conn, world)
-            rows.append(_check(key, world, events, st.body or b"", st.content_type, st.headers))
+            rows.append(
+                check_world(key, world, events, st.body or b"", st.content_type, st.headers)
+            )
         conn.execute("COMMIT")
     finally:
         conn.close()
