@@ -8,11 +8,18 @@ including 4xx/5xx, comes back as a ``Response`` for the front door to map.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
+import re
+import socket
 from collections.abc import AsyncIterator, Mapping
+from typing import cast
+from urllib.parse import urlsplit
 
 import aiohttp
+import httptools
 from yarl import URL
 
 from .flow import Request, Response, UpstreamUnavailable
@@ -40,65 +47,197 @@ def encode_path(path: str) -> str:
     return "".join(out)
 
 
+class _Stale(Exception):
+    """A pooled connection was closed by the core before it answered anything."""
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to the core; httptools (llhttp) parses answers."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Response] | None = None
+        self.got_bytes = False
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.size = 0
+        self.last_used = 0.0
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamUnavailable(f"bad answer from the core: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.got_bytes:
+            self._fail(UpstreamUnavailable("core closed the connection mid-answer"))
+        else:
+            self._fail(_Stale())
+
+    # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self.headers = {}
+        self.body = []
+        self.size = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        val = value.decode("latin-1")
+        self.headers[key] = f"{self.headers[key]}, {val}" if key in self.headers else val
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > MAX_RESPONSE_BYTES:
+            self._fail(UpstreamUnavailable("answer from the core too large"))
+            self.close()
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.parser.should_keep_alive():
+            self.closed = True  # answer first, then close
+        w, self.waiter = self.waiter, None
+        if w is not None and not w.done():
+            status = self.parser.get_status_code()
+            w.set_result(Response(status, b"".join(self.body), self.headers))
+        if self.closed:
+            self.close()
+
+    # -- use
+    def request(self, data: bytes) -> asyncio.Future[Response]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.got_bytes = False
+        self.transport.write(data)
+        return self.waiter
+
+    def _fail(self, exc: Exception) -> None:
+        w, self.waiter = self.waiter, None
+        if w is not None and not w.done():
+            w.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+# Header values that would split the request line or headers are never sent.
+_UNSAFE = re.compile(r"[\r\n\x00]")
+# An idle pooled connection older than this is closed instead of reused: servers drop idle
+# keep-alive connections after a while (uvicorn after 5 s by default), and a request sent
+# on one that is being closed has to be retried.
+IDLE_SECONDS = 4.0
+
+
 class CoreClient:
-    """Upstream that speaks HTTP to the core over a pool of keep-alive connections."""
+    """Upstream that speaks HTTP/1.1 to the core over a pool of keep-alive connections.
+
+    Requests use a lean pool of asyncio protocols with httptools' parser (the hot path of
+    every CoAP request, so it is kept to one write and one parse); the long-lived
+    ``/listen`` streams use aiohttp.
+    """
 
     def __init__(self, base_url: str, *, timeout: float = 10.0, connections: int = 64):
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = parts.scheme == "https"
+        self._hostport = parts.netloc.encode("latin-1")
+        self._prefix = parts.path.rstrip("/")
         self.timeout = timeout
         self.connections = connections
+        self._idle: list[_Conn] = []
+        self._slots = asyncio.Semaphore(connections)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.connections, keepalive_timeout=60, enable_cleanup_closed=True
-            )
             self._session = aiohttp.ClientSession(
-                connector=connector,
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             )
         return self._session
 
-    def url(self, path: str) -> URL:
-        return URL(self.base_url + encode_path(path), encoded=True)
+    def _encode(self, request: Request) -> bytes:
+        method = "GET" if request.method == "HEAD" else request.method
+        target = self._prefix + encode_path(request.path)
+        lines = [f"{method} {target} HTTP/1.1".encode("latin-1"), b"Host: " + self._hostport]
+        for name, value in request.headers.items():
+            if _UNSAFE.search(name) or _UNSAFE.search(value):
+                continue
+            lines.append(f"{name}: {value}".encode("latin-1", "replace"))
+        if method in ("PUT", "POST"):
+            lines.append(b"Content-Length: %d" % len(request.body))
+            return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
+        return b"\r\n".join(lines) + b"\r\n\r\n"
 
     async def send(self, request: Request) -> Response:
-        # One retry on a connection that the core closed while it sat idle in the pool
-        # (ServerDisconnectedError before any answer). Writes carry an Idempotency-Key, so
-        # a core that did apply the first attempt answers the retry from its key table.
-        attempts = 2 if (not request.is_write or "idempotency-key" in request.headers) else 1
-        for attempt in range(attempts):
-            try:
-                return await self._send_once(request)
-            except aiohttp.ServerDisconnectedError as exc:
-                if attempt + 1 < attempts:
-                    continue
-                raise UpstreamUnavailable(f"core closed the connection: {exc}") from None
-            except TimeoutError:
-                raise UpstreamUnavailable(f"core did not answer within {self.timeout}s") from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise UpstreamUnavailable(f"core unreachable: {type(exc).__name__}") from None
-        raise AssertionError("unreachable")
+        # One retry when a pooled connection turns out to have been closed by the core
+        # before it answered anything. Only for requests safe to resend: reads, and writes
+        # with an Idempotency-Key (a core that did apply the first attempt answers the
+        # retry from its key table).
+        safe = not request.is_write or "idempotency-key" in request.headers
+        data = self._encode(request)
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._slots:
+                    for attempt in range(2):
+                        try:
+                            resp = await self._exchange(data)
+                        except _Stale:
+                            if attempt == 0 and safe:
+                                continue
+                            raise UpstreamUnavailable("core closed the connection") from None
+                        break
+        except TimeoutError:
+            raise UpstreamUnavailable(f"core did not answer within {self.timeout}s") from None
+        except OSError as exc:
+            raise UpstreamUnavailable(f"core unreachable: {type(exc).__name__}") from None
+        if request.method == "HEAD":
+            return Response(resp.status, b"", resp.headers)
+        return resp
 
-    async def _send_once(self, request: Request) -> Response:
-        session = self._get_session()
-        headers = dict(request.headers)
-        async with session.request(
-            request.method,
-            self.url(request.path),
-            data=request.body if request.method in ("PUT", "POST") else None,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
-            allow_redirects=False,
-        ) as resp:
-            body = await resp.content.read(MAX_RESPONSE_BYTES)
-            return Response(
-                status=resp.status,
-                body=body,
-                headers={k.lower(): v for k, v in resp.headers.items()},
+    async def _exchange(self, data: bytes) -> Response:
+        loop = asyncio.get_running_loop()
+        conn = None
+        now = loop.time()
+        while self._idle:
+            c = self._idle.pop()
+            if not c.closed and now - c.last_used < IDLE_SECONDS:
+                conn = c
+                break
+            c.close()
+        if conn is None:
+            _, conn = await loop.create_connection(
+                _Conn, self._host, self._port, ssl=self._ssl or None
             )
+        try:
+            resp = await conn.request(data)
+        except BaseException:
+            conn.close()
+            raise
+        if not conn.closed and len(self._idle) < self.connections:
+            conn.last_used = loop.time()
+            self._idle.append(conn)
+        else:
+            conn.close()
+        return resp
 
     async def listen(
         self, pattern: str, headers: Mapping[str, str], last_event_id: str | None = None
@@ -133,6 +272,9 @@ class CoreClient:
             raise UpstreamUnavailable(f"listen stream failed: {type(exc).__name__}") from None
 
     async def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
