@@ -259,3 +259,15 @@ async def test_sqlite_error_in_one_op_fails_only_that_op(tmp_path: Path):
         e.close()
     rows = verifytool.verify_data(data, KEY)
     assert "home/boom" not in {r.world for r in rows} and all(r.ok for r in rows)
+
+
+def test_corrupt_database_refuses_to_start(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "elastik.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(FatalError) as info:
+        Engine.open(cfg(data))
+    assert info.value.message.startswith("build Engine failed: database error: ")
+    Engine.open(cfg(tmp_path / "fresh")).close()  # and the lock was released on failure
+    with pytest.raises(FatalError):
+        Engine.open(cfg(data))

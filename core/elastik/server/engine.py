@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from pathlib import Path
 
 from . import audit, checkpoint, worldstore
@@ -70,6 +71,13 @@ def _make_data_dir(data: Path) -> None:
         raise _io_fatal(FileExistsError(errno.EEXIST, "File exists"))
 
 
+def _has_reference_worlds(data: Path) -> bool:
+    try:
+        return any((entry / "universe.db").is_file() for entry in data.iterdir())
+    except OSError:
+        return False
+
+
 class Engine:
     """Durable and memory worlds, the audit chain, quotas, idempotency and the ledger."""
 
@@ -83,7 +91,8 @@ class Engine:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._pending: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._pending: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._pending = weakref.WeakKeyDictionary()
         self._lock: WriterLock | None = None
         self._writer: Writer | None = None
         self._mut: Mutations | None = None
@@ -109,10 +118,18 @@ class Engine:
         return eng
 
     def _open_db(self) -> None:
+        if not self.db_path.exists() and _has_reference_worlds(self.db_path.parent):
+            log.warning(
+                "%s holds worlds in the reference layout (<name>/universe.db); they are not "
+                "served. Import them with elastik.server.importer.import_reference.",
+                self.db_path.parent,
+            )
         try:
             conn = worldstore.connect(self.db_path, writer=True)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.OperationalError, OSError) as exc:  # cannot open/create the file
             raise FatalError(f"build Engine failed: data root IO error: {exc}") from None
+        except sqlite3.Error as exc:  # e.g. "file is not a database"
+            raise FatalError(f"build Engine failed: database error: {exc}") from None
         self._conn = conn
         try:
             worldstore.create_schema(conn)  # executescript: commits on its own
@@ -361,7 +378,8 @@ class Engine:
 
     async def verify(self, world: str) -> VerifyResult:
         if is_memory(world):
-            return VerifyResult("memory") if self.memory.get(world) else VerifyResult("missing")
+            found = self.memory.get(world) is not None
+            return VerifyResult("memory") if found else VerifyResult("missing")
         return await asyncio.to_thread(self._verify_sync, world)
 
     def _verify_sync(self, world: str) -> VerifyResult:
