@@ -107,6 +107,17 @@ class Remote(UDP6EndpointAddress):
     is_multicast = False
     is_multicast_locally = False
 
+    def __init__(self, sockaddr: Any, interface: Any, *, pktinfo: Any = None) -> None:
+        super().__init__(sockaddr, interface, pktinfo=pktinfo)
+        # Hashed about a dozen times per request (dedup, piggyback and token tables).
+        self._hash = hash(sockaddr[:-1])
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
+
 
 class FilteringUDP6(MessageInterfaceUDP6):
     """udp6 transport with ``datagram.inspect`` in front of aiocoap's parser."""
