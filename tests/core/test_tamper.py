@@ -208,3 +208,43 @@ def test_wrong_key_refuses_start_naming_a_world(core: servers.Proc) -> None:
     out = start_fails(core)
     assert "elastik-core: build Engine failed: audit chain verification failed for home/a: " in out
     assert "audit chain broken at event 0" in out
+
+
+# ---------------------------------------------------------------------------------------
+# §14.7: a tampered event while running -> verify 409 at its index, writes 500, DELETE works
+
+
+@pytest.mark.parametrize("impl", [pytest.param("reference", marks=pytest.mark.reference), "ours"])
+def test_event_tampered_while_running(tmp_path: Path, impl: str) -> None:
+    factory = servers.ours if impl == "ours" else servers.reference
+    proc = factory(tmp_path)
+    with servers.running(proc):
+        srv = srv_of(proc)
+        assert srv.put("/home/t", b"one").status == 201
+        assert srv.post("/home/t", b"two").status == 200
+        tail = (srv.post("/home/t", b"three").etag or "").strip('"').removeprefix("hmac-")
+        data = Path(proc.env["ELASTIK_DATA"])
+        if impl == "ours":
+            db, where = data / "elastik.db", "world = 'home/t'"
+        else:  # PROTOCOL §14.1/§14.2: one universe.db per world
+            db, where = data / "home%2Ft" / "universe.db", "1"
+        con = sqlite3.connect(db, timeout=10)
+        con.execute(
+            f"UPDATE events SET hmac = ? WHERE id = (SELECT max(id) FROM events WHERE {where})",
+            ("f" * 64,),
+        )
+        con.commit()
+        con.close()
+        v = srv.verify("home/t")
+        assert v.status == 409
+        assert v.header("x-audit-valid") == "false"
+        assert v.header("x-audit-break-at") == "2"
+        assert v.header("x-audit-expected") == f"hmac-{tail}"
+        assert v.header("x-audit-actual") == "hmac-" + "f" * 64
+        for method in ("PUT", "POST"):
+            r = srv.request(method, "/home/t", b"more", token="w")
+            assert (r.status, r.body) == (500, b"internal error: storage failure\n"), method
+        g = srv.get("/home/t")
+        assert (g.status, g.body) == (200, b"onetwothree")
+        assert srv.delete("/home/t").status == 204
+        assert srv.get("/home/t").status == 404

@@ -183,3 +183,20 @@ def test_raw_space_in_request_line_is_bare_400(srv: Server, uid: str) -> None:
     assert r.body == b""
     assert r.header("connection") == "close"
     assert not r.has("x-request-id")
+
+
+@pytest.mark.reference
+def test_reference_durable_name_over_name_max_is_500(pool: object) -> None:
+    """§3.6 on the reference (our core replaces this with D2, see test_ours_only)."""
+    from tests.core.blackbox.conftest import Pool
+
+    assert isinstance(pool, Pool)
+    srv = pool.get("reference")
+    fits, too_long = "/home/" + "a" * 248, "/home/" + "a" * 249
+    assert srv.put(fits, b"x").status in (200, 201)
+    assert srv.delete(fits).status == 204
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
+        r = srv.request(method, too_long, b"x" if method == "PUT" else None, token="a")
+        assert r.status == 500, (method, r)
+        if method != "HEAD":
+            assert r.body == b"internal error: storage failure\n"

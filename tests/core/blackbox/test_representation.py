@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.core.blackbox.conftest import make_proc
 from tests.core.blackbox.wire import Server
+from tests.support.servers import running
 
 OCTET = "application/octet-stream"
 
@@ -200,3 +204,24 @@ def test_size_limits_and_quotas(srv_quota: Server, uid: str) -> None:
     assert s.get("/proc/df").body.decode().splitlines()[1] == "memory\t150\t150\t0"
     for name in (f"home/{uid}/a", f"home/{uid}/c", f"tmp/{uid}/m", f"tmp/{uid}/n"):
         assert s.delete(f"/{name}").status == 204
+
+
+def test_policy_change_and_usage_survive_restart(impl: str, tmp_path: Path) -> None:
+    """Stored headers keep round-tripping under a new policy until the next PUT (§11), and
+    storage usage is recomputed from disk at startup (§12)."""
+    proc = make_proc(impl, tmp_path, "q" * 40, {"ELASTIK_PERSIST_HEADERS": "x-meta-*"})
+    with running(proc):
+        s = Server(proc.host, proc.port)
+        assert s.put("/home/kept", b"12345", [("X-Meta-Room", "attic")]).status == 201
+        assert s.put("/home/other", b"678", [("X-Meta-Room", "cellar")]).status == 201
+        df = s.get("/proc/df").body
+    proc.env.pop("ELASTIK_PERSIST_HEADERS")
+    with running(proc):
+        s = Server(proc.host, proc.port)
+        assert s.get("/proc/df").body == df
+        assert s.get("/proc/df").body.split(b"\n")[0] == b"storage\t8\tunlimited\tunlimited"
+        assert s.get("/home/kept").header("x-meta-room") == "attic"
+        s.post("/home/kept", b"6")
+        assert s.get("/home/kept").header("x-meta-room") == "attic"
+        s.put("/home/other", b"678", [("X-Meta-Room", "cellar")])
+        assert s.get("/home/other").header("x-meta-room") is None
