@@ -9,11 +9,12 @@ of idle connections for callers that make many small requests (see bench/sdk_tra
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from elastik.sdk.errors import Unreachable
 
@@ -105,9 +106,27 @@ class Endpoint:
         return f"{self.scheme}://{host}:{self.port}{self.base}"
 
     def connect(self, timeout: float | None) -> http.client.HTTPConnection:
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        kind = _NoDelayHTTPSConnection if self.scheme == "https" else _NoDelayHTTPConnection
+        return kind(self.host, self.port, timeout=timeout)
+
+
+def _no_delay(sock: socket.socket | None) -> None:
+    # Requests are small and each is written in one send(); Nagle would only add latency
+    # when a response ACK is delayed on a reused connection.
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _NoDelayHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _no_delay(self.sock)
+
+
+class _NoDelayHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _no_delay(self.sock)
 
 
 # What a dead or unreachable server looks like from http.client.
@@ -178,6 +197,136 @@ class OneShotTransport:
         return None
 
 
+def _check_header(name: str, value: str) -> None:
+    if not name or any(c in name for c in "\r\n:\t ") or "\r" in value or "\n" in value:
+        raise ValueError(f"invalid HTTP header {name!r}: {value!r}")
+
+
+# Bounds for reading a response head: the core sends about a dozen short headers plus the
+# persisted ones; 100 lines of 64 KiB each is far above that and still bounded.
+MAX_HEADER_LINES = 100
+MAX_LINE = 65536
+
+
+class _Answer:
+    """A parsed response: status, header pairs, body, and whether the server will close."""
+
+    __slots__ = ("body", "headers", "status", "will_close")
+
+    def __init__(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, will_close: bool
+    ) -> None:
+        self.status, self.headers, self.body, self.will_close = status, headers, body, will_close
+
+
+def _line(rfile: Any) -> bytes:
+    line = rfile.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise http.client.LineTooLong("response line")
+    return bytes(line)
+
+
+def _exactly(rfile: Any, n: int) -> bytes:
+    data = rfile.read(n)
+    if len(data) != n:
+        raise http.client.IncompleteRead(data, n - len(data))
+    return bytes(data)
+
+
+def read_answer(rfile: Any, method: str) -> _Answer:
+    """Read one HTTP/1.x response from a buffered binary file (Content-Length, chunked, or
+    close-delimited bodies; no body for HEAD, 1xx, 204 and 304)."""
+    while True:
+        first = _line(rfile)
+        if not first:
+            raise http.client.RemoteDisconnected("server closed the connection")
+        parts = first.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise http.client.BadStatusLine(first.decode("latin-1", "replace"))
+        status = int(parts[1])
+        headers: list[tuple[str, str]] = []
+        while True:
+            raw = _line(rfile)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            if len(headers) >= MAX_HEADER_LINES:
+                raise http.client.HTTPException("too many response headers")
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers.append((name.strip(), value.strip()))
+        if status >= 200 or status == 101:
+            break  # 1xx interim answers (100 Continue) are skipped
+    fields = {k.lower(): v for k, v in headers}
+    tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
+    will_close = "close" in tokens or (parts[0] == "HTTP/1.0" and "keep-alive" not in tokens)
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return _Answer(status, headers, b"", will_close)
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size = int(_line(rfile).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while _line(rfile) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                break
+            chunks.append(_exactly(rfile, size))
+            _line(rfile)
+        return _Answer(status, headers, b"".join(chunks), will_close)
+    if "content-length" in fields:
+        return _Answer(status, headers, _exactly(rfile, int(fields["content-length"])), will_close)
+    return _Answer(status, headers, bytes(rfile.read()), True)
+
+
+class _Conn:
+    """One persistent HTTP/1.1 connection. A request goes out in a single ``sendall``
+    (request line, headers and body together: a PUT is one packet, not two) and the
+    answer is read by ``read_answer`` from one buffered reader kept for the connection."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float | None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.rfile: Any = None
+        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        default = 443 if endpoint.scheme == "https" else 80
+        self._host_header = host if endpoint.port == default else f"{host}:{endpoint.port}"
+
+    def _open(self) -> socket.socket:
+        sock = socket.create_connection((self.endpoint.host, self.endpoint.port), self.timeout)
+        _no_delay(sock)
+        if self.endpoint.scheme == "https":
+            import ssl
+
+            ctx = ssl.create_default_context()
+            sock = ctx.wrap_socket(sock, server_hostname=self.endpoint.host)
+        return sock
+
+    def exchange(
+        self, method: str, target: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> _Answer:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        for name, value in headers.items():
+            _check_header(name, str(value))
+            lines.append(f"{name}: {value}")
+        if body is not None or method in ("PUT", "POST"):
+            lines.append(f"Content-Length: {len(body or b'')}")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        if self.sock is None:
+            self.sock = self._open()
+            self.rfile = self.sock.makefile("rb")
+        self.sock.sendall(raw)
+        return read_answer(self.rfile, method)
+
+    def close(self) -> None:
+        if self.rfile is not None:
+            self.rfile.close()
+            self.rfile = None
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+
 class KeepAliveTransport(OneShotTransport):
     """Persistent connections from a bounded idle pool; safe to share between threads.
 
@@ -189,17 +338,17 @@ class KeepAliveTransport(OneShotTransport):
 
     def __init__(self, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(url, timeout=timeout)
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[_Conn] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self) -> tuple[_Conn, bool]:
         with self._lock:
             if self._idle:
                 return self._idle.pop(), True
-        return self.endpoint.connect(self.timeout), False
+        return _Conn(self.endpoint, self.timeout), False
 
-    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, conn: _Conn) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < MAX_IDLE_CONNECTIONS:
                 self._idle.append(conn)
@@ -213,11 +362,9 @@ class KeepAliveTransport(OneShotTransport):
             if attempt == 0:
                 conn, reused = self._take()
             else:
-                conn, reused = self.endpoint.connect(self.timeout), False
+                conn, reused = _Conn(self.endpoint, self.timeout), False
             try:
-                conn.request(method, self.endpoint.base + target, body=body, headers=dict(headers))
-                resp = conn.getresponse()
-                data = resp.read()
+                resp = conn.exchange(method, self.endpoint.base + target, body, headers)
             except (
                 http.client.RemoteDisconnected,
                 ConnectionResetError,
@@ -234,7 +381,7 @@ class KeepAliveTransport(OneShotTransport):
                 conn.close()
             else:
                 self._give_back(conn)
-            return Response(resp.status, lowered_headers(resp.getheaders()), data)
+            return Response(resp.status, lowered_headers(resp.headers), resp.body)
         raise AssertionError("unreachable: the second attempt always returns or raises")
 
     def close(self) -> None:
