@@ -218,3 +218,25 @@ async def test_protocol_level_rejection_has_no_elastik_headers() -> None:
     assert sent[0]["status"] == 414
     assert b"x-request-id" not in names and b"content-type" not in names
     assert app.request_id == 0
+
+
+async def test_stored_header_with_line_break_is_refused_not_injected() -> None:
+    from elastik.server.model import World
+
+    app, engine = make_app()
+    engine.worlds["home/bad"] = World(
+        "home/bad", b"x", "text/plain\r\nset-cookie: a=b", (), "hmac-" + "0" * 64, True
+    )
+    res = await call(app, "GET", "/home/bad")
+    assert (res.status, res.body) == (500, b"internal error: storage failure\n")
+    assert res.header("set-cookie") is None
+
+
+async def test_audit_details_are_sanitized() -> None:
+    app, engine = make_app()
+    await call(app, "PUT", "/home/x", W, b"a")
+    engine.verify_result = VerifyResult(
+        "broken", break_at="state", expected="content-type-a\r\nx: y", actual="ok"
+    )
+    res = await call(app, "GET", "/proc/audit/home/x/verify")
+    assert res.header("x-audit-expected") == "content-type-a??x: y"
