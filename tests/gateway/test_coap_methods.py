@@ -289,3 +289,29 @@ async def test_queued_writes_map_to_204_and_202(make_gateway, client):
 async def test_code_of_requests_that_are_not_methods(gw, client):
     r = await coap(client, "GET", gw.port, "m/x")
     assert r.code == Code.NOT_FOUND
+
+
+async def test_in_flight_limit_and_drain_answer_503(make_gateway, client):
+    from tests.gateway.test_core_client import RawServer
+
+    rs = RawServer("hang")
+    srv = await asyncio.start_server(rs.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    try:
+        gw = await make_gateway(url, max_in_flight=1, request_timeout=3.0)
+        slow = asyncio.ensure_future(coap(client, "GET", gw.port, "m/slow"))
+        for _ in range(50):
+            if gw.site.in_flight == 1:
+                break
+            await asyncio.sleep(0.05)
+        r = await coap(client, "GET", gw.port, "m/other")
+        assert (dotted(r), r.payload, r.opt.max_age) == ("5.03", b"too many coap requests\n", 1)
+        # SIGTERM's drain: new requests are refused while the slow one finishes.
+        drained = asyncio.ensure_future(gw.site.drain(10))
+        r = await coap(client, "GET", gw.port, "m/third")
+        assert (dotted(r), r.payload) == ("5.03", b"shutting down\n")
+        r = await slow
+        assert dotted(r) == "5.03" and r.payload == b"core unavailable\n"  # the core hung
+        assert await drained is True
+    finally:
+        srv.close()
