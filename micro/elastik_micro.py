@@ -274,6 +274,7 @@ class Client:
         ai = socket.getaddrinfo(host, port)[0]  # resolved once, here
         self._sock = socket.socket(ai[0], socket.SOCK_DGRAM)
         self._sock.connect(ai[-1])
+        self._w = getattr(self._sock, "write", None)
         self._poll = select.poll()
         self._poll.register(self._sock, select.POLLIN)
         self._ipoll = hasattr(self._poll, "ipoll")
@@ -395,7 +396,10 @@ class Client:
 
     def _send(self, n):
         try:
-            self._sock.send(self._txv[:n])
+            if self._w:
+                self._w(self._tx, n)  # MicroPython: sends part of the buffer, copies nothing
+            else:
+                self._sock.send(self._txv[:n])
         except OSError:
             pass  # e.g. ICMP unreachable from an earlier datagram: same as a lost datagram
 
