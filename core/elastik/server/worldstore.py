@@ -196,7 +196,7 @@ def load(conn: sqlite3.Connection, world: str, *, with_body: bool) -> Stored | N
     row = conn.execute(_SQL_FULL if with_body else _SQL_HEAD, (world,)).fetchone()
     if row is None:
         return None
-    tail = None if row[6] is None else _event(row[6:15], ())
+    tail = None if row[6] is None else event_from_row(row[6:15], ())
     base, pieces = int(row[1]), int(row[4])
     body = None
     if with_body:
@@ -213,7 +213,7 @@ def pieces_of(conn: sqlite3.Connection, world: str) -> list[bytes]:
     ]
 
 
-def _event(row: Any, headers: tuple[tuple[str, str], ...]) -> Event:
+def event_from_row(row: Any, headers: tuple[tuple[str, str], ...]) -> Event:
     return Event(
         int(row[0]),
         str(row[1]),
@@ -248,7 +248,7 @@ def iter_events(conn: sqlite3.Connection, world: str, after_id: int = 0) -> Iter
         f"SELECT {_EVENT_COLS} FROM events WHERE world=? AND id>? ORDER BY id",
         (world, after_id),
     ):
-        yield _event(row, tuple(hdrs.get(row[0], ())))
+        yield event_from_row(row, tuple(hdrs.get(row[0], ())))
 
 
 def event_by_id(conn: sqlite3.Connection, world: str, event_id: int) -> Event | None:
@@ -257,7 +257,7 @@ def event_by_id(conn: sqlite3.Connection, world: str, event_id: int) -> Event | 
     ).fetchone()
     if row is None:
         return None
-    return _event(row, event_headers(conn, event_id))
+    return event_from_row(row, event_headers(conn, event_id))
 
 
 def prev_hmac_before(conn: sqlite3.Connection, world: str, event_id: int) -> str:
