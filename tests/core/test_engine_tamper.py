@@ -286,3 +286,17 @@ async def test_verifytool_reports_every_world(tmp_path: Path):
     assert not any(r.ok for r in bad)
     with pytest.raises(FileNotFoundError):
         verifytool.verify_data(tmp_path / "nothing", KEY)
+
+
+async def test_durable_world_with_zero_events_has_sha256_etag(tmp_path: Path):
+    data = tmp_path / "data"
+    with Engine.open(EngineConfig(data=data, key=KEY, read_cache_max_entries=1)) as e:
+        await e.put("home/z", b"zero", "t", ())
+        with db(data) as c:
+            c.execute("DELETE FROM events WHERE world='home/z'")
+        await e.put("home/other", b"", "t", ())  # evicts home/z from the 1-entry cache
+        w = e.read("home/z")
+        assert w is not None and w.etag == "sha256-" + hashlib.sha256(b"zero").hexdigest()
+        seen: list[str | None] = []
+        assert (await e.delete("home/z", precondition=seen.append)).status == 204
+        assert seen == [w.etag]
