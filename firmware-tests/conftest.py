@@ -34,3 +34,15 @@ def gateway_only(target: fw_support.Target) -> fw_support.Target:
     if target.kind == "reference":
         pytest.skip("the reference's CoAP surface has no POST, DELETE, Block2 or dedup")
     return target
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """On a failure, attach whether the core and gateway are alive, and their log tails."""
+    report = yield
+    if report.failed and call.when in ("call", "setup"):
+        funcargs = getattr(item, "funcargs", {})
+        t = funcargs.get("target") or funcargs.get("gateway_only")
+        if isinstance(t, fw_support.Target):
+            report.sections.append(("elastik servers", t.diagnostics()))
+    return report

@@ -391,6 +391,19 @@ class Target:
         conn.close()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
+    def diagnostics(self, lines: int = 30) -> str:
+        """Liveness and log tails of the server processes, for failure reports."""
+        out = []
+        logs = [("core" if self.kind == "gateway" else "reference", self.http.log_path)]
+        logs += [("gateway", getattr(p, "log_path", None)) for p in self.procs]
+        for name, path in logs:
+            proc = self.http.proc if name != "gateway" else self.procs[0]
+            state = "running" if proc is not None and proc.poll() is None else "EXITED"
+            text = path.read_text(errors="replace") if path and path.exists() else ""
+            tail = "\n".join(text.splitlines()[-lines:])
+            out.append(f"--- {name} ({state}) {path}\n{tail}")
+        return "\n".join(out)
+
     def audit_events(self, world: str) -> int:
         status, headers, _ = self.http_request("GET", f"/proc/audit/{world}/verify")
         assert status == 200, (status, headers)
@@ -437,7 +450,8 @@ def fw_target(tmp: Path, kind: str | None = None) -> Iterator[Target]:
         return
     core = servers.ours(tmp)
     with servers.running(core, timeout=30):
-        log = open(tmp / f"gateway-{coap_port}.log", "ab")  # noqa: SIM115
+        log_path = tmp / f"gateway-{coap_port}.log"
+        log = open(log_path, "ab")  # noqa: SIM115
         gw = subprocess.Popen(
             [
                 sys.executable, "-m", "gateway", "run",
@@ -451,6 +465,7 @@ def fw_target(tmp: Path, kind: str | None = None) -> Iterator[Target]:
             env={k: v for k, v in os.environ.items() if not k.startswith("ELASTIK_")},
         )  # fmt: skip
         log.close()
+        gw.log_path = log_path  # type: ignore[attr-defined]
         try:
             wait_coap("127.0.0.1", coap_port, gw, 20)
             yield Target(kind, "127.0.0.1", coap_port, core, procs=[gw])
