@@ -21,7 +21,7 @@ from aiocoap import error as coap_error
 from aiocoap.message import Direction, Message
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.constants import TransportTuning
-from aiocoap.numbers.types import CON
+from aiocoap.numbers.types import ACK, CON, NON
 from aiocoap.pipe import error_to_message, run_driving_pipe
 from aiocoap.protocol import Context
 from aiocoap.tokenmanager import TokenManager
@@ -89,6 +89,34 @@ class BoundedMessageManager(MessageManager):
             entry[1] = message
 
 
+_FAST_CODES = frozenset({1, 2, 3, 4})
+
+
+def _is_simple(message: Message) -> bool:
+    if int(message.code) not in _FAST_CODES or message.mtype not in (CON, NON):
+        return False
+    opt = message.opt
+    return (
+        opt.observe is None
+        and opt.block1 is None
+        and opt.block2 is None
+        and opt.no_response is None
+    )
+
+
+class _OneAnswer:
+    """Stands in for an aiocoap Pipe when the site answers a plain request once."""
+
+    __slots__ = ("request", "response")
+
+    def __init__(self, request: Message) -> None:
+        self.request = request
+        self.response: Message | None = None
+
+    def add_response(self, response: Message, is_last: bool = False) -> None:
+        self.response = response
+
+
 class GatewayContext(Context):
     """aiocoap Context without the per-request ``repr`` of the whole message that
     ``Context.render_to_pipe`` builds for the task name (an address lookup per request)."""
@@ -150,10 +178,70 @@ class FilteringUDP6(MessageInterfaceUDP6):
         message.direction = Direction.INCOMING
         message.transport_tuning = TUNING
         try:
-            self._ctx.dispatch_message(message)
+            if self.site is not None and _is_simple(message):
+                self._fast(message)
+            else:
+                self._ctx.dispatch_message(message)
         except Exception:
             counters.inc("dispatch_errors")
             log.exception("dispatching a CoAP message failed")
+
+    # -- fast path ----------------------------------------------------------------------
+    # A plain request (no Observe, no Block1/Block2, no No-Response) is answered with one
+    # datagram and needs none of aiocoap's token and pipe bookkeeping. For those the
+    # transport does what aiocoap's message layer would -- deduplicate, then answer a CON
+    # with a piggybacked ACK on its Message ID, or a NON with a NON under a new Message
+    # ID -- and calls the same CoapSite code. That halves the per-request work of the
+    # message layer, the gateway's largest cost after the core request itself.
+    site: Any = None
+    _tasks: set[asyncio.Task[None]]
+
+    def _fast(self, message: Message) -> None:
+        mman = self._ctx
+        if mman._deduplicate_message(message):
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, request: Message) -> None:
+        mman = self._ctx
+        acked = False
+        timer = None
+        if request.mtype is CON:
+            # Like aiocoap: an answer not ready after EMPTY_ACK_DELAY gets an empty ACK
+            # now (stopping the device's retransmissions and letting it send its next
+            # request) and comes later as a separate confirmable response.
+            def empty_ack() -> None:
+                nonlocal acked
+                acked = True
+                self.counters.inc("separate_responses")
+                mman._send_empty_ack(request.remote, request.mid, "answer not ready")
+
+            timer = asyncio.get_running_loop().call_later(TUNING.EMPTY_ACK_DELAY, empty_ack)
+        pipe = _OneAnswer(request)
+        try:
+            await self.site.render_to_pipe(pipe)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        response = pipe.response
+        if response is None or mman.message_interface is None:
+            return
+        response.token = request.token
+        response.remote = request.remote
+        if request.mtype is CON and acked:
+            response.mtype = CON
+            mman.send_message(response, lambda: None)
+            return
+        if request.mtype is CON:
+            response.mtype = ACK
+            response.mid = request.mid
+        else:
+            response.mtype = NON
+            response.mid = mman._next_message_id()
+        mman._store_response_for_duplicates(response)
+        self.send(response)
 
 
 async def create_context(
@@ -171,6 +259,8 @@ async def create_context(
         mman, log=ctx.log, loop=loop, bind=(host, port), multicast=[]
     )
     transport.counters = counters
+    transport.site = site
+    transport._tasks = set()
     mman.message_interface = transport
     tman.token_interface = mman
     ctx.request_interfaces.append(tman)

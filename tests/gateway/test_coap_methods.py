@@ -313,5 +313,32 @@ async def test_in_flight_limit_and_drain_answer_503(make_gateway, client):
         r = await slow
         assert dotted(r) == "5.03" and r.payload == b"core unavailable\n"  # the core hung
         assert await drained is True
+        assert gw.counters.get("separate_responses") >= 1  # empty ACK first, then the answer
     finally:
+        srv.close()
+
+
+async def test_slow_answer_is_empty_ack_then_separate_con_response(make_gateway):
+    from tests.gateway.coapwire import ACK, CON, UdpClient, build, parse
+    from tests.gateway.test_core_client import RawServer
+
+    rs = RawServer("hang")
+    srv = await asyncio.start_server(rs.handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+    udp = None
+    try:
+        gw = await make_gateway(url, request_timeout=1.5, retry_after=9)
+        udp = await UdpClient.open(gw.port)
+        dgram = build(1, mid=0x0A0B, token=b"\x77", options=[(11, b"slow")])
+        first = await udp.request(dgram, timeout=5)
+        assert first == bytes([0x60, 0x00, 0x0A, 0x0B])  # empty ACK on the request's MID
+        assert await udp.request(dgram, timeout=0.3) == first  # a retransmission: same ACK
+        second = parse(await udp.recv(5))
+        assert (second.mtype, second.token, second.dotted) == (CON, b"\x77", "5.03")
+        assert second.opt(14) == [bytes([9])]
+        udp.send(bytes([0x60, 0x00]) + second.mid.to_bytes(2, "big"))  # ACK it
+        assert ACK == 2
+    finally:
+        if udp is not None:
+            udp.close()
         srv.close()
