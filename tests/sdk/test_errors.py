@@ -75,6 +75,7 @@ def limited(
     work: Path = tmp_path_factory.mktemp(f"limited-{request.param}")
     proc = make(
         work,
+        read_token="r",
         extra={"ELASTIK_MAX_WORLD_BYTES": "1000", "ELASTIK_MAX_STORAGE_BYTES": "1500"},
     )
     proc.start()
@@ -92,3 +93,17 @@ def test_payload_too_large_and_insufficient_storage(limited: Proc) -> None:
         e.put("b", b"x" * 900)
     assert isinstance(full.value, elastik.ServerError)
     assert full.value.headers["x-storage-quota"] == "1500"
+
+
+def test_read_token_gates_reads_and_listen(limited: Proc) -> None:
+    stranger = Elastik(limited.url, bearer_token="nope")
+    with pytest.raises(elastik.Unauthorized, match="read requires read token"):
+        stranger.get("anything")
+    with pytest.raises(elastik.Unauthorized, match="read requires read token"):
+        stranger.list_paths()
+    with pytest.raises(elastik.Unauthorized, match="listen requires read token"):
+        next(stranger.listen("*"))
+    with pytest.raises(elastik.Unauthorized):
+        "anything" in stranger  # noqa: B015 - a 401 is not "missing"
+    reader = Elastik(limited.url, bearer_token="r")
+    assert reader.exists("never-written") is False

@@ -108,3 +108,10 @@ def test_listen_handlers_run_against_the_fake() -> None:
         t.join(0.05)
     assert got[0] == (b"hi", "/home/inbox/1", {"x-meta-source": "test"})
     assert e.get("out/1") == b"HI"
+
+
+def test_reference_module_names_are_importable() -> None:
+    from elastik import reactor, testing
+
+    assert reactor.listen is elastik.listen and reactor.run is elastik.run
+    assert reactor.Reply is elastik.Reply and testing.FakeElastik is FakeElastik
