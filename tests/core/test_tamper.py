@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.blackbox.wire import Server
+from tests.core.blackbox.wire import Server, Session
 from tests.support import servers
 
 
@@ -248,3 +248,45 @@ def test_event_tampered_while_running(tmp_path: Path, impl: str) -> None:
         assert (g.status, g.body) == (200, b"onetwothree")
         assert srv.delete("/home/t").status == 204
         assert srv.get("/home/t").status == 404
+
+
+# ---------------------------------------------------------------------------------------
+# D5: startup verifies only what was written since the last checkpoint
+
+
+def startup_verified(srv: Server) -> int:
+    for line in srv.get("/proc/pool").body.decode().split("\n"):
+        name, _, rest = line.partition(" ")
+        if name == "startup_events_verified":
+            return int(rest.split(" ")[0])
+    raise AssertionError("startup_events_verified missing from /proc/pool")
+
+
+def test_d5_startup_cost_does_not_grow_with_history(core: servers.Proc) -> None:
+    srv = srv_of(core)
+    assert srv.put("/home/long", b"0").status == 201
+    with Session(srv) as sess:
+        for _ in range(200):
+            assert (
+                sess.request("POST", "/home/long", b"+", [("Authorization", "Bearer w")]).status
+                == 200
+            )
+    for name in ("x", "y", "z"):
+        srv.put(f"/home/{name}", b"v")
+    assert core.stop() == 0  # a clean stop writes checkpoints
+    core.start()
+    worlds = len(srv.worlds().split(b"\n")) - 1
+    assert startup_verified(srv) <= worlds  # one tail re-check per world, not 204 events
+    with Session(srv) as sess:
+        for _ in range(20):
+            assert (
+                sess.request("POST", "/home/long", b"-", [("Authorization", "Bearer w")]).status
+                == 200
+            )
+    core.kill()  # crash: the 20 new events were not checkpointed by a clean stop
+    core.proc = None
+    core.start()
+    n = startup_verified(srv)
+    assert 1 <= n <= worlds + 20
+    assert srv.verify("home/long").header("x-audit-events") == "221"
+    assert verify_cli(core).returncode == 0
