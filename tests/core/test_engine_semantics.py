@@ -429,3 +429,59 @@ async def test_writes_after_close_fail_and_close_is_idempotent(tmp_path: Path):
     e.close()
     with pytest.raises(StorageFailure):
         await e.put("home/x", b"2", "t", ())
+
+
+async def test_hooks_run_on_the_event_loop_thread(eng: Engine):
+    import threading
+
+    threads: list[int] = []
+    eng.hooks.on_change.append(lambda c: threads.append(threading.get_ident()))
+    await asyncio.gather(*[eng.put(f"home/t{i}", b"", "t", ()) for i in range(5)])
+    assert threads == [threading.get_ident()] * 5
+
+
+async def test_cancelled_waiter_still_gets_its_write_applied(eng: Engine):
+    changes: list[Change] = []
+    eng.hooks.on_change.append(changes.append)
+    task = asyncio.create_task(eng.put("home/cancel", b"v", "t", ()))
+    await asyncio.sleep(0)  # submitted to the writer
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await eng.put("home/after", b"", "t", ())  # commits after the cancelled one
+    w = eng.read("home/cancel")
+    assert w is not None and w.body == b"v"
+    assert [c.world for c in changes] == ["home/cancel", "home/after"]
+
+
+async def test_close_drains_queued_writes(tmp_path: Path):
+    e = open_engine(tmp_path)
+    tasks = [asyncio.create_task(e.put(f"home/q{i}", b"%d" % i, "t", ())) for i in range(50)]
+    await asyncio.sleep(0)  # all submitted, none awaited yet
+    e.close()
+    results = await asyncio.gather(*tasks)
+    assert [r.status for r in results] == [201] * 50
+    e = open_engine(tmp_path)
+    try:
+        assert all(e.read(f"home/q{i}") is not None for i in range(50))
+    finally:
+        e.close()
+
+
+async def test_reading_a_tampered_state_serves_it_and_logs(tmp_path: Path, caplog):
+    import logging
+
+    e = open_engine(tmp_path, read_cache_max_entries=1)
+    try:
+        await e.put("home/d3", b"true", "t", ())
+        db = sqlite3.connect(tmp_path / "data" / "elastik.db", isolation_level=None)
+        db.execute("UPDATE worlds SET body=x'66616c7365' WHERE name='home/d3'")
+        db.close()
+        await e.put("home/evict", b"", "t", ())
+        with caplog.at_level(logging.WARNING, logger="elastik.server.engine"):
+            w = e.read("home/d3")
+        assert w is not None and w.body == b"false"
+        assert any("does not match its latest audit event" in r.message for r in caplog.records)
+        assert "home/d3" in caplog.text
+    finally:
+        e.close()
