@@ -8,6 +8,7 @@ there). A bad value raises ``ConfigError`` whose message names the key and the p
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import ipaddress
 import os
 import tomllib
@@ -234,6 +235,8 @@ def validate(cfg: GatewayConfig) -> GatewayConfig:
         "log_level",
         "must be one of debug, info, warning, error",
     )
+    if cfg.outbox:
+        _validate_outbox(dict(cfg.outbox))
     if cfg.devices:
         _want(
             cfg.upstream_token != "",
@@ -246,6 +249,22 @@ def validate(cfg: GatewayConfig) -> GatewayConfig:
         toks = [d.token for d in cfg.devices]
         _want(len(set(toks)) == len(toks), "devices", "two devices share a token")
     return cfg
+
+
+def _validate_outbox(table: dict[str, Any]) -> None:
+    """The [outbox] table is the store-and-forward layer's own config: check it with its
+    own dataclass (when that layer is installed) so errors surface at load, key named."""
+    try:
+        outbox = importlib.import_module("gateway.outbox")
+    except ImportError:
+        return
+    known = {f.name for f in dataclasses.fields(outbox.OutboxConfig)}
+    unknown = sorted(set(table) - known)
+    _want(not unknown, f"outbox.{unknown[0] if unknown else ''}", "unknown key")
+    try:
+        outbox.OutboxConfig(**table)
+    except ValueError as exc:  # OutboxConfigError: "outbox.<key>: <problem>"
+        raise ConfigError(str(exc)) from None
 
 
 def load(

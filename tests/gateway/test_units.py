@@ -337,6 +337,17 @@ def test_config_errors_name_the_key(tmp_path, text, msg):
         config_mod.load(f, env={})
 
 
+def test_outbox_table_is_validated_on_load(tmp_path):
+    pytest.importorskip("gateway.outbox")
+    f = tmp_path / "g.toml"
+    f.write_text("[outbox]\ncolour = 1\n")
+    with pytest.raises(ConfigError, match=r"outbox\.colour: unknown key"):
+        config_mod.load(f, env={})
+    f.write_text("[outbox]\nmax_bytes = -1\n")
+    with pytest.raises(ConfigError, match=r"outbox\.max_bytes"):
+        config_mod.load(f, env={})
+
+
 def test_config_missing_file():
     with pytest.raises(ConfigError, match="not found"):
         config_mod.load("/nonexistent/g.toml", env={})
