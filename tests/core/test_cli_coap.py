@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import sys
+import time
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
 from elastik.server import cli
 from elastik.server.config import CoreConfig
+
+from tests.support import servers
 
 
 def cfg(port: int = 5683) -> CoreConfig:
@@ -57,9 +63,44 @@ async def test_bind_failure_is_not_fatal(
     )
 
 
-async def test_missing_entry_point_keeps_http_running(
+async def test_missing_gateway_keeps_http_running(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "gateway.coap.server", types.ModuleType("gateway.coap.server"))
+    monkeypatch.setitem(sys.modules, "gateway.coap.server", None)  # import fails
     assert await cli.start_coap_frontdoor(cfg(), "http://x") is None
     assert "CoAP front door unavailable" in capsys.readouterr().err
+
+
+@pytest.mark.xdist_group("core-cli")
+def test_coap_port_serves_the_gateway_front_door_in_process(tmp_path: Path) -> None:
+    udp = servers.free_udp_port()
+    proc = servers.ours(tmp_path, extra={"ELASTIK_COAP_PORT": str(udp)})
+
+    def coap(code: int, payload: bytes = b"", options: bytes = b"", mid: int = 1) -> bytes:
+        msg = bytes([0x41, code]) + struct.pack("!H", mid) + b"\xaa"
+        msg += b"\xb4home" + b"\x04coap" + options  # Uri-Path home / coap
+        if payload:
+            msg += b"\xff" + payload
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(10)
+            s.sendto(msg, ("127.0.0.1", udp))
+            return s.recv(2048)
+
+    auth = bytes([0xE1]) + struct.pack("!H", 65001 - 11 - 269) + b"w"  # option 65001 = "w"
+    with servers.running(proc):
+        deadline = time.monotonic() + 20  # the front door starts once HTTP is serving
+        while "scoap: listening" not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert coap(0x03, b"via udp", mid=7)[1] == 0x81  # 4.01 without a token
+        assert coap(0x03, b"via udp", auth, mid=8)[1] == 0x41  # 2.01 Created
+        reply = coap(0x01, mid=9)
+        assert reply[1] == 0x45 and reply.endswith(b"\xffvia udp")  # 2.05 Content
+    lines = proc.output().splitlines()
+    assert lines[5:7] == [
+        f"scoap: listening on coap://127.0.0.1:{udp}/",
+        "scoap: UDP curl surface; auth option 65001 maps to token tier",
+    ]
+    assert lines[-2:] == [
+        "elastik-core: shutdown signal received",
+        "scoap: shutdown signal received",
+    ]

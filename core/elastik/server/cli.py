@@ -11,7 +11,9 @@ import asyncio
 import importlib
 import inspect
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,52 +108,104 @@ async def _serve(cfg: CoreConfig) -> int:
     from .serve import CoreServer, bind_socket, display_host, uvicorn_config
 
     engine = Engine.open(engine_config(cfg))
-    coap: Any = None
+    coap: list[Any] = []  # the front door's handle, once started
+    tasks: set[asyncio.Future[Any]] = set()
     try:
         sock = bind_socket(cfg.host, cfg.port)
         app = App(engine, cfg)
         for line in banner(cfg):
             _err(line)
+
+        def on_signal() -> None:
+            app.hub.close_all()  # end /listen streams so the drain can finish
+            if coap:
+                _err("scoap: shutdown signal received")
+                task = asyncio.ensure_future(_close(coap.pop()))
+                tasks.add(task)
+
+        server = CoreServer(uvicorn_config(app), on_signal=on_signal)
         if cfg.coap_port is not None:
             url = f"http://{display_host(cfg.host)}:{sock.getsockname()[1]}"
-            coap = await start_coap_frontdoor(cfg, url)
-        server = CoreServer(uvicorn_config(app), on_signal=app.hub.close_all)
+
+            async def start_coap() -> None:
+                while not server.started and not server.should_exit:
+                    await asyncio.sleep(0.01)  # the front door talks to us over HTTP
+                if not server.should_exit:
+                    handle = await start_coap_frontdoor(cfg, url)
+                    if handle is not None:
+                        coap.append(handle)
+
+            tasks.add(asyncio.ensure_future(start_coap()))
         await server.serve(sockets=[sock])
-        if coap is not None:
+        for handle in coap:
             _err("scoap: shutdown signal received")
-            await _close(coap)
+            await _close(handle)
+        for task in tasks:
+            await asyncio.gather(task, return_exceptions=True)
     finally:
         engine.close()
     return 0
 
 
 async def start_coap_frontdoor(cfg: CoreConfig, app_url: str) -> Any:
-    """D6: serve the gateway's CoAP front door in this process, if the gateway offers one.
+    """D6: serve the gateway's CoAP front door in this process, talking to us at ``app_url``.
 
-    Looks for ``gateway.coap.server.start_frontdoor(core_url=, host=, port=)`` (sync or
-    async) returning an object with ``close()``. Without it the core keeps serving HTTP
-    and says why on stderr. Bind failures are not fatal (§1.1).
+    Uses ``gateway.coap.server.start_frontdoor(core_url=, host=, port=)`` (sync or async,
+    returning an object with ``close()``) when the gateway offers it, else builds the
+    gateway's ``Gateway`` (no outbox: the core is right here). Without a gateway the core
+    keeps serving HTTP and says why on stderr. Bind failures are not fatal (§1.1).
     """
+    host, port = cfg.coap_host, cfg.coap_port
     try:
         module = importlib.import_module("gateway.coap.server")
-        start = module.start_frontdoor
-    except (ImportError, AttributeError):
-        _err("scoap: CoAP front door unavailable (gateway.coap.server not installed)")
+        start = getattr(module, "start_frontdoor", None) or _gateway_frontdoor
+    except ImportError:
+        _err("scoap: CoAP front door unavailable (gateway package not installed)")
         return None
     try:
-        handle = start(core_url=app_url, host=cfg.coap_host, port=cfg.coap_port)
+        handle = start(core_url=app_url, host=host, port=int(port or 0))
         if inspect.isawaitable(handle):
             handle = await handle
     except OSError as exc:
         code = exc.errno or 0
-        _err(
-            f"scoap: failed to bind coap://{cfg.coap_host}:{cfg.coap_port}/: "
-            f"{os.strerror(code)} (os error {code})"
-        )
+        _err(f"scoap: failed to bind coap://{host}:{port}/: {os.strerror(code)} (os error {code})")
         return None
-    _err(f"scoap: listening on coap://{cfg.coap_host}:{cfg.coap_port}/")
+    except Exception as exc:  # the gateway's own startup errors: HTTP keeps running
+        _err(f"scoap: failed to bind coap://{host}:{port}/: {exc}")
+        return None
+    _err(f"scoap: listening on coap://{host}:{port}/")
     _err("scoap: UDP curl surface; auth option 65001 maps to token tier")
     return handle
+
+
+class _GatewayFrontDoor:
+    def __init__(self, gateway: Any, state_dir: str) -> None:
+        self.gateway = gateway
+        self.state_dir = state_dir
+
+    async def close(self) -> None:
+        try:
+            await self.gateway.shutdown()
+        finally:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+async def _gateway_frontdoor(*, core_url: str, host: str, port: int) -> _GatewayFrontDoor:
+    from gateway.config import GatewayConfig
+    from gateway.runner import Gateway
+
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # The gateway wants a state directory; with no outbox it only creates it.
+    state_dir = tempfile.mkdtemp(prefix="elastik-scoap-")
+    gateway = Gateway(
+        GatewayConfig(core_url=core_url, coap_bind=bind, state_dir=state_dir), use_outbox=False
+    )
+    try:
+        await gateway.start()
+    except BaseException:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        raise
+    return _GatewayFrontDoor(gateway, state_dir)
 
 
 async def _close(handle: Any) -> None:
