@@ -271,3 +271,46 @@ def test_corrupt_database_refuses_to_start(tmp_path: Path):
     Engine.open(cfg(tmp_path / "fresh")).close()  # and the lock was released on failure
     with pytest.raises(FatalError):
         Engine.open(cfg(data))
+
+
+async def test_read_your_writes_while_other_threads_fill_the_cache(tmp_path: Path):
+    import random
+    import threading
+
+    e = Engine.open(cfg(tmp_path / "data", read_cache_max_entries=8))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:  # other threads keep missing and filling the small cache
+        rnd = random.Random(1)
+        try:
+            while not stop.is_set():
+                e.read(f"home/ryw{rnd.randrange(12)}")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+
+        async def client(c: int) -> None:
+            for i in range(40):
+                body = b"%d-%d" % (c, i)
+                if i % 2:
+                    await e.put(f"home/ryw{c}", body, "t", ())
+                    expect = body
+                else:
+                    await e.put(f"home/ryw{c}", b"", "t", ())
+                    await e.append(f"home/ryw{c}", body)
+                    expect = body
+                w = e.read(f"home/ryw{c}")
+                assert w is not None and w.body == expect, (c, i)
+
+        await asyncio.gather(*[client(c) for c in range(12)])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        e.close()
+    assert not errors
