@@ -227,3 +227,13 @@ def test_flags_override_environment() -> None:
 )
 def test_bad_flags_are_fatal_and_name_the_flag(argv: list[str], needle: str) -> None:
     assert needle in fatal(env(), argv)
+
+
+def test_help_exits_zero_and_unknown_flag_is_fatal(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        load(["--help"], env())
+    assert info.value.code == 0
+    assert "--max-world-bytes" in capsys.readouterr().out
+    with pytest.raises(FatalError) as bad:
+        load(["--bogus"], env())
+    assert bad.value.exit_code == 2

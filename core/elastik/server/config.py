@@ -274,7 +274,9 @@ def load(
     env = dict(os.environ if env is None else env)
     try:
         ns = flag_parser().parse_args(list(argv))
-    except SystemExit as exc:  # argparse already printed usage
+    except SystemExit as exc:  # argparse already printed usage (or --help)
+        if not exc.code:
+            raise
         raise FatalError("invalid command line", exit_code=2) from exc
     for dest, var in FLAG_ENV.items():
         value = getattr(ns, dest)
