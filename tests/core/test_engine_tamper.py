@@ -284,6 +284,7 @@ async def test_verifytool_reports_every_world(tmp_path: Path):
         ]
     bad = verifytool.verify_data(data, b"00" * 32)
     assert not any(r.ok for r in bad)
+    assert [r.events for r in bad] == [3, 2]  # total events, though the walk broke at 0
     with pytest.raises(FileNotFoundError):
         verifytool.verify_data(tmp_path / "nothing", KEY)
 

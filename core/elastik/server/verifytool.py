@@ -26,16 +26,16 @@ class VerifyRow:
     detail: str  # "" when ok, else why
 
 
-def _row(world: str, brk: audit.Break | None, walker: audit.ChainWalker) -> VerifyRow:
+def _row(world: str, events: int, brk: audit.Break | None) -> VerifyRow:
     if brk is None:
-        return VerifyRow(world, walker.count, True, "")
+        return VerifyRow(world, events, True, "")
     if brk.at == "state":
         reason = f"state mismatch: expected {brk.expected}, actual {brk.actual}"
     else:
         reason = (
             f"audit chain broken at event {brk.at}: expected {brk.expected}, actual {brk.actual}"
         )
-    return VerifyRow(world, walker.count, False, reason)
+    return VerifyRow(world, events, False, reason)
 
 
 def check_world(
@@ -46,11 +46,16 @@ def check_world(
     content_type: str,
     headers: tuple[tuple[str, str], ...],
 ) -> VerifyRow:
-    """Full walk of one world plus the D3 state check."""
-    brk, walker = audit.verify_chain(key, events)
+    """Full walk of one world plus the D3 state check. ``events`` in the row is the
+    world's total event count, also when the chain breaks early."""
+    it = iter(events)
+    brk, walker = audit.verify_chain(key, it)
+    total = walker.count
     if brk is None:
         brk = audit.check_state(walker.last_state, body, content_type, headers)
-    return _row(world, brk, walker)
+    elif brk is not audit.NO_EVENTS:
+        total += 1 + sum(1 for _ in it)  # the broken event and the rest
+    return _row(world, total, brk)
 
 
 def verify_data(data: Path, key: bytes) -> list[VerifyRow]:
