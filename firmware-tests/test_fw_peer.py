@@ -398,13 +398,19 @@ def test_single_datagram_body_over_max_bytes_raises_value_error() -> None:
         (["put", "a", 12], "TypeError"),
         (["put", "a", "1", -1], "ValueError"),
         (["get", ""], "ValueError"),
+        (["put", "/".join(["s" * 250] * 5), "1"], "ValueError"),  # Uri-Path past 1152 bytes
+        (["get", "/".join(["s" * 250] * 5)], "ValueError"),
+        (["delete", "/".join(["s" * 250] * 5)], "ValueError"),
     ],
 )
 def test_bad_input_raises_and_sends_nothing(op: list[Any], error: str) -> None:
     with fw_peer(only_requests(lambda p, rx: answer(p, rx))) as peer:
-        res = run_mp([client_op(peer), op, ["put", "ok", "1"]]).results()
+        res = run_mp(
+            [client_op(peer), op, ["put", "ok", "1"], ["put", "x", {"rep": ["a", 1141]}]]
+        ).results()
     assert res[1]["e"] == error
     assert outcome(res[2]) == 204
+    assert res[3]["e"] == "ValueError"  # the 1152-byte buffer did not grow
     assert len(peer.requests()) == 1
 
 

@@ -246,7 +246,7 @@ class Client:
 
     timeout_ms is RFC 7252's ACK_TIMEOUT, retries its MAX_RETRANSMIT, random_factor its
     ACK_RANDOM_FACTOR. wait_ms bounds a whole exchange, including the wait for a separate
-    response after an empty _ACK; its default is MAX_TRANSMIT_WAIT."""
+    response after an empty ACK; its default is MAX_TRANSMIT_WAIT."""
 
     def __init__(
         self,
@@ -280,7 +280,7 @@ class Client:
         self._ipoll = hasattr(self._poll, "ipoll")
         self._tx = bytearray(MAX_DATAGRAM)
         self._txv = memoryview(self._tx)
-        self._eb = bytearray(4)  # empty _ACK/_RST
+        self._eb = bytearray(4)  # empty ACK/RST
         self._st = [0, 0, 0, 0]
         self._mid = random.getrandbits(16)
         self._sep = -1  # MID of the last separate response we acknowledged
@@ -373,6 +373,8 @@ class Client:
         b[3] = self._mid & 255
         struct.pack_into(">HH", b, 4, random.getrandbits(16), random.getrandbits(16))
         off = 4 + _TKL + len(u)
+        if off > MAX_DATAGRAM:  # checked first: slice assignment would grow the buffer
+            raise ValueError("exceeds 1152 bytes")
         b[4 + _TKL : off] = u
         last = _URI_PATH
         if cf is not None:
