@@ -46,6 +46,18 @@ class StartupError(Exception):
     """The gateway cannot start (bind failure, embedded core failed, ...)."""
 
 
+class BindError(StartupError, OSError):
+    """The CoAP socket could not be bound; ``errno`` is the OS error (an embedding core
+    prints it the reference's way)."""
+
+    def __init__(self, bind: str, exc: OSError) -> None:
+        OSError.__init__(self, exc.errno, exc.strerror or str(exc))
+        self.bind = bind
+
+    def __str__(self) -> str:
+        return f"coap_bind {self.bind}: {self.strerror}"
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -225,7 +237,7 @@ class Gateway:
             )
         except OSError as exc:
             await self._close_upstream()
-            raise StartupError(f"coap_bind {cfg.coap_bind}: {exc.strerror or exc}") from None
+            raise BindError(cfg.coap_bind, exc) from None
 
     async def shutdown(self, drain: float = DRAIN_SECONDS) -> None:
         if self.site is not None:

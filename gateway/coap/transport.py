@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import OrderedDict
 from typing import Any
@@ -244,6 +245,25 @@ class FilteringUDP6(MessageInterfaceUDP6):
         self.send(response)
 
 
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """An IPv6 UDP socket (IPv4 as v4-mapped) bound to HOST:PORT *without* SO_REUSEPORT.
+
+    aiocoap's own server endpoint sets SO_REUSEPORT, which lets a second gateway bind the
+    same port and silently take half of the devices' datagrams; we want "address in use".
+    """
+    infos = socket.getaddrinfo(
+        host, port, socket.AF_INET6, socket.SOCK_DGRAM, 0, socket.AI_V4MAPPED
+    )
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(infos[0][4])
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def create_context(
     site: Any, host: str, port: int, *, counters: Counters, exchange_cache: int
 ) -> tuple[Context, BoundedMessageManager, int]:
@@ -255,8 +275,8 @@ async def create_context(
     ctx = GatewayContext(loop=loop, serversite=site, loggername="gateway.coap.aiocoap")
     tman = TokenManager(ctx)
     mman = BoundedMessageManager(tman, capacity=exchange_cache, counters=counters)
-    transport = await FilteringUDP6.create_server_transport_endpoint(
-        mman, log=ctx.log, loop=loop, bind=(host, port), multicast=[]
+    transport = await FilteringUDP6._create_transport_endpoint(
+        _bound_socket(host, port), mman, ctx.log, loop, []
     )
     transport.counters = counters
     transport.site = site

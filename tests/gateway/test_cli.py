@@ -114,6 +114,40 @@ def test_bad_flags_and_env(cli, tmp_path):
     assert r.stderr == b"gateway: config: GATEWAY_REQUEST_TIMEOUT: must be a number, got 'x'\n"
 
 
+def test_port_in_use_is_one_line_exit_1(cli, tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        r = cli(
+            "run",
+            "--core-url",
+            "http://127.0.0.1:9",
+            "--coap-bind",
+            f"127.0.0.1:{port}",
+            "--state-dir",
+            str(tmp_path / "s"),
+        )
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith(f"gateway: cannot start: coap_bind 127.0.0.1:{port}: ")
+    assert b"Traceback" not in r.stderr
+
+
+def test_a_second_gateway_on_the_same_port_is_refused(cli, our_core, tmp_path):
+    with GatewayProc(our_core.url, tmp_path / "a") as first:
+        r = cli(
+            "run",
+            "--core-url",
+            our_core.url,
+            "--coap-bind",
+            f"127.0.0.1:{first.port}",
+            "--state-dir",
+            str(tmp_path / "b"),
+        )
+        assert r.returncode == 1 and b"Address already in use" in r.stderr
+
+
 def test_embedded_core_on_a_fresh_state_dir(cli, tmp_path):
     state = tmp_path / "fresh"
     with GatewayProc(None, state) as gw:
