@@ -485,3 +485,15 @@ async def test_reading_a_tampered_state_serves_it_and_logs(tmp_path: Path, caplo
         assert "home/d3" in caplog.text
     finally:
         e.close()
+
+
+async def test_long_and_unicode_names_round_trip_d2(eng: Engine):
+    names = ["home/" + "a" * 1019, "home/caf\u00e9", "home/cafe\u0301", "home/\U0001f600/x"]
+    for n in names:
+        assert (await eng.put(n, n.encode(), "t", ())).status == 201
+    for n in names:
+        w = eng.read(n)
+        assert w is not None and w.body == n.encode()
+        assert (await eng.verify(n)).outcome == "valid"
+    listed = [name for name, _ in eng.list_worlds()]
+    assert sorted(names, key=str.encode) == listed  # NFC and NFD stay distinct, bytewise order
