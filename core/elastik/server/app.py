@@ -30,7 +30,7 @@ from .errors import (
     StorageFailure,
     Unauthorized,
 )
-from .headerpolicy import HeaderPolicy, content_type
+from .headerpolicy import HeaderPolicy, content_type_value
 from .model import EngineAPI, Idempotency, Precondition, World, WriteResult
 from .ranges import content_range, parse_range
 
@@ -84,6 +84,7 @@ _WANTED = frozenset(
         b"if-range",
         b"idempotency-key",
         b"last-event-id",
+        b"content-type",
     }
 )
 _CONDITIONAL = (b"if-match", b"if-none-match", b"if-range")
@@ -322,7 +323,7 @@ class App:
             cond = Conditions.from_headers(headers_in)
             precondition = cond.precondition()
         try:
-            result = await self._write(method, world, body, headers_in, key, precondition)
+            result = await self._write(method, world, body, headers_in, first, precondition)
         except NotFound:
             # §8: If-Match against a missing world is 412, whatever the engine checks first.
             if cond is not None and cond.if_match is not None:
@@ -343,12 +344,13 @@ class App:
         world: str,
         body: bytes,
         headers_in: Headers,
-        key: bytes | None,
+        first: dict[bytes, bytes],
         precondition: Precondition | None,
     ) -> WriteResult:
+        key = first.get(b"idempotency-key")
         idem: Idempotency | None = None
         if method == "PUT":
-            ctype = content_type(headers_in)
+            ctype = content_type_value(first.get(b"content-type"))
             persisted = self.policy.persisted(headers_in)
             if key is not None:
                 fp = fingerprint(method, world, body, ctype, persisted)

@@ -211,8 +211,15 @@ def content_type(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """First ``Content-Type``; missing, empty or not visible ASCII -> application/octet-stream."""
     for name, value in headers:
         if name == b"content-type":
-            value = value.strip(b" \t")
-            if not value or not _visible(value):
-                return OCTET_STREAM
-            return value.decode("ascii")
+            return content_type_value(value)
     return OCTET_STREAM
+
+
+def content_type_value(value: bytes | None) -> str:
+    """The stored media type for the first Content-Type value (None: header absent)."""
+    if value is None:
+        return OCTET_STREAM
+    value = value.strip(b" \t")
+    if not value or not _visible(value):
+        return OCTET_STREAM
+    return value.decode("ascii")

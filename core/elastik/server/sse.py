@@ -114,8 +114,8 @@ class ListenHub:
     def __init__(self, replay_max: int = 1024, max_connections: int = 1024):
         self.max_connections = max_connections
         self.next_id = 1
-        # The replay ring (ELASTIK_LISTEN_REPLAY_MAX): (id, world, encoded event).
-        self.ring: deque[tuple[int, str, bytes]] = deque(maxlen=max(1, replay_max))
+        # The replay ring (ELASTIK_LISTEN_REPLAY_MAX): (id, change), encoded when replayed.
+        self.ring: deque[tuple[int, Change]] = deque(maxlen=max(1, replay_max))
         self.listeners: set[Listener] = set()
         self.lagged = 0  # counter: times a listener fell behind (visible to tests)
 
@@ -123,11 +123,15 @@ class ListenHub:
         """EngineHooks.on_change target; runs on the event loop thread, never blocks."""
         event_id = self.next_id
         self.next_id += 1
-        payload = encode_event(event_id, change)
-        self.ring.append((event_id, change.world, payload))
+        self.ring.append((event_id, change))
+        if not self.listeners:
+            return  # encoded lazily, on replay
         world = change.world
+        payload: bytes | None = None
         for listener in self.listeners:
             if listener.pattern.matches(world):
+                if payload is None:
+                    payload = encode_event(event_id, change)
                 if not listener.missed and len(listener.queue) >= LISTENER_QUEUE_MAX:
                     self.lagged += 1
                 listener.offer(payload)
@@ -142,9 +146,9 @@ class ListenHub:
             oldest = self.ring[0][0]
             if oldest > last_event_id + 1:
                 listener.queue.append(encode_lag(oldest - last_event_id - 1))
-            for event_id, world, payload in self.ring:
-                if event_id > last_event_id and listener.pattern.matches(world):
-                    listener.queue.append(payload)
+            for event_id, change in self.ring:
+                if event_id > last_event_id and listener.pattern.matches(change.world):
+                    listener.queue.append(encode_event(event_id, change))
         self.listeners.add(listener)
         return listener
 
