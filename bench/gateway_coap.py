@@ -278,6 +278,7 @@ def main() -> int:
         print(json.dumps(asyncio.run(_generate(json.loads(sys.stdin.read())))))
         return 0
     rows = []
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for system, starter in (
@@ -311,14 +312,14 @@ def main() -> int:
                         )
             finally:
                 stop(procs)
-    table = render(rows, args.seconds, args.rounds)
+    table = render(rows, args.seconds, args.rounds, load_at_start)
     print(table)
     if args.write_docs:
         write_docs(Path(args.write_docs), table)
     return 0
 
 
-def render(rows: list, seconds: float, rounds: int = 1) -> str:
+def render(rows: list, seconds: float, rounds: int = 1, load: float = 0.0) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -334,7 +335,7 @@ def render(rows: list, seconds: float, rounds: int = 1) -> str:
         f"{seconds:.0f} s per cell after 1 s warm-up (median of {rounds} round(s)); each of N "
         "lanes keeps one CON PUT (~40-byte payload) outstanding on its own world; load "
         "generator in its own process. Load average when the run started: "
-        f"{os.getloadavg()[0]:.1f}.",
+        f"{load:.1f} (other work on the machine competes for its CPUs).",
         "",
         "| system | worlds | outstanding | PUT/s | p50 ms | p99 ms | non-2.xx | retransmits |",
         "|---|---|---|---|---|---|---|---|",
