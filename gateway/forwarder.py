@@ -50,10 +50,17 @@ from gateway.outbox import (
     Outbox,
     OutboxConfig,
     PendingMeta,
+    StoredEntry,
 )
 
 log = logging.getLogger("gateway.outbox")
 
+# Replay reads bodies ahead, per path: at most this many entries and bytes per read, and
+# at most PREFETCH_TOTAL_BYTES held in memory in all (a thread hop per entry costs more
+# than the SQLite lookup; the memory of a small gateway is worth more than that).
+PREFETCH_MAX = 32
+PREFETCH_BYTES = 256 * 1024
+PREFETCH_TOTAL_BYTES = 4 * 1024 * 1024
 # How often the housekeeping tick runs: counter flush, expiry, CLI retry pickup.
 TICK_S = 1.0
 # Longest the replay task sleeps with nothing due: it is woken by events anyway; this only
@@ -114,6 +121,9 @@ class StoreAndForward:
         self._lanes: dict[str, _Lane] = {}
         self._inflight_paths: set[str] = set()
         self._inflight_seqs: set[int] = set()
+        self._prefetched: dict[int, StoredEntry] = {}  # bodies of upcoming replays
+        self._prefetched_bytes = 0
+        self._done_seqs: list[int] = []  # replayed, to be deleted in one op
         self._tasks: set[asyncio.Task[None]] = set()
         self._online = True
         self._backoff = self.config.backoff_min_s
@@ -160,6 +170,10 @@ class StoreAndForward:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._started:
+            if self._done_seqs:
+                seqs, self._done_seqs = self._done_seqs, []
+                with contextlib.suppress(Exception):
+                    await self._outbox.done(seqs)
             if self._dirty or self._lazy_dirty:
                 with contextlib.suppress(Exception):
                     await self._outbox.save_counters(self._counters)
@@ -289,6 +303,7 @@ class StoreAndForward:
         self._committed_bytes += meta.size
 
     def _unindex(self, meta: PendingMeta) -> None:
+        self._unprefetch(meta.seq)
         self._all.pop(meta.seq, None)
         lane = self._paths.get(meta.path)
         if lane is not None:
@@ -360,6 +375,7 @@ class StoreAndForward:
             "online": int(self._online),
             "disk_full": int(self._disk_full),
             "inflight_replays": len(self._inflight_seqs),
+            "prefetched_bytes": self._prefetched_bytes,
             "group_commits": self._outbox.commits,
             "store_ops": self._outbox.ops,
         }
@@ -460,9 +476,42 @@ class StoreAndForward:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _fetch(self, meta: PendingMeta) -> StoredEntry | None:
+        """Load this entry and the next few of its path (up to PREFETCH_BYTES), which this
+        path's next replays then find in ``_prefetched``."""
+        seqs: list[int] = []
+        size = 0
+        for m in self._paths.get(meta.path, ()):
+            if seqs and (len(seqs) >= PREFETCH_MAX or size + m.size > PREFETCH_BYTES):
+                break
+            if m.seq not in self._prefetched:
+                seqs.append(m.seq)
+                size += m.size
+        if meta.seq not in seqs:
+            seqs.insert(0, meta.seq)
+        loaded = await self._outbox.load(seqs)
+        entry = loaded.pop(meta.seq, None)
+        for seq, other in loaded.items():
+            known = self._all.get(seq)  # None: replayed or dropped meanwhile
+            if known is not None and self._prefetched_bytes + known.size <= PREFETCH_TOTAL_BYTES:
+                self._prefetched[seq] = other
+                self._prefetched_bytes += known.size
+        return entry
+
+    def _unprefetch(self, seq: int) -> StoredEntry | None:
+        entry = self._prefetched.pop(seq, None)
+        if entry is not None:
+            self._prefetched_bytes -= self._all[seq].size if seq in self._all else 0
+        return entry
+
+    def _flush_done(self) -> None:
+        seqs, self._done_seqs = self._done_seqs, []
+        if seqs and not self._closing:
+            self._outbox.done(seqs).add_done_callback(self._bookkeeping_done)
+
     async def _replay(self, meta: PendingMeta, probe: bool) -> None:
         try:
-            entry = await self._outbox.load(meta.seq)
+            entry = self._unprefetch(meta.seq) or await self._fetch(meta)
             if entry is None:  # gone from disk (cannot happen unless edited by hand)
                 self._unindex(meta)
                 return
@@ -503,8 +552,9 @@ class StoreAndForward:
                 self._count("dead_total")
             else:
                 self._unindex(meta)
-                fut = self._outbox.done(meta.seq)
-                fut.add_done_callback(self._bookkeeping_done)
+                self._done_seqs.append(meta.seq)
+                if len(self._done_seqs) == 1:
+                    asyncio.get_running_loop().call_soon(self._flush_done)
                 self._count("replayed_total")
         except Exception as exc:  # a bug or an I/O error must not kill the replay task
             log.error("outbox: replay of #%d to %s failed: %r", meta.seq, meta.path, exc)

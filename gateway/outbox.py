@@ -264,9 +264,9 @@ def _op_append(entry: NewEntry) -> Callable[[sqlite3.Connection], int]:
     return run
 
 
-def _op_done(seq: int) -> Callable[[sqlite3.Connection], None]:
+def _op_done(seqs: list[int]) -> Callable[[sqlite3.Connection], None]:
     def run(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM pending WHERE seq=?", (seq,))
+        conn.executemany("DELETE FROM pending WHERE seq=?", [(seq,) for seq in seqs])
 
     return run
 
@@ -491,8 +491,9 @@ class Outbox:
     ) -> asyncio.Future[int]:
         return self._submit(_op_append(entry), on_commit, on_fail)
 
-    def done(self, seq: int) -> asyncio.Future[None]:
-        return self._submit(_op_done(seq))
+    def done(self, seqs: list[int]) -> asyncio.Future[None]:
+        """Forget replayed entries (one op for many: replays finish in bursts)."""
+        return self._submit(_op_done(seqs))
 
     def dead(
         self, seq: int, reason: str, status: int | None, response: bytes, keep: int
@@ -580,24 +581,28 @@ class Outbox:
                     op.future.exception()
 
     # ------------------------------------------------------------------ reads
-    async def load(self, seq: int) -> StoredEntry | None:
+    async def load(self, seqs: list[int]) -> dict[int, StoredEntry]:
+        """The stored entries among ``seqs`` (one round trip to the reader thread for
+        several: a thread hop costs more than the SQLite lookups)."""
         assert self._reader is not None
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self._load, seq)
+        return await loop.run_in_executor(self._reader, self._load, seqs)
 
-    def _load(self, seq: int) -> StoredEntry | None:
+    def _load(self, seqs: list[int]) -> dict[int, StoredEntry]:
         if self._rconn is None:
             self._rconn = connect(self.db_path)
-        row = self._rconn.execute(
-            f"SELECT {_COLS}, attempts FROM pending WHERE seq=?", (seq,)
-        ).fetchone()
-        if row is None:
-            return None
-        seq, path, method, body, headers, key, source, device, accepted_at, _size, att = row
-        return StoredEntry(
-            seq, path, method, bytes(body), json.loads(headers), key, source, device,
-            accepted_at, att,
-        )  # fmt: skip
+        rows = self._rconn.execute(
+            f"SELECT {_COLS}, attempts FROM pending WHERE seq IN ({','.join('?' * len(seqs))})",
+            seqs,
+        ).fetchall()
+        out = {}
+        for row in rows:
+            seq, path, method, body, headers, key, source, device, accepted_at, _size, att = row
+            out[seq] = StoredEntry(
+                seq, path, method, bytes(body), json.loads(headers), key, source, device,
+                accepted_at, att,
+            )  # fmt: skip
+        return out
 
     async def retry_requested(self) -> int:
         """Dead letters the CLI marked for retry (polled by the forwarder; a read only)."""

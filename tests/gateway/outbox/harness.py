@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--core", required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--token", default="w")
-    parser.add_argument("--timeout", type=float, default=2.0)
+    parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--outbox", default="{}", help="OutboxConfig fields as a JSON object")
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")

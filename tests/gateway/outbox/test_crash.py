@@ -51,7 +51,7 @@ async def test_core_down_30s_under_load_every_ack_lands_once_in_order(core, make
     after = await wait_drained(client, 90)
     await client.close()
     assert before["passthrough_total"] > 0
-    assert during["queued_total"] - before["queued_total"] > 3000  # the outage was real
+    assert during["queued_total"] - before["queued_total"] > 1000  # the outage was real
     assert during["online"] == 0
     assert after["dead_total"] == 0 and after["rejected_total"] == 0
     assert not load.errors

@@ -34,7 +34,7 @@ def shared_core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Pr
 
 
 def saf(url: str, state: Path, **cfg: Any) -> StoreAndForward:
-    return StoreAndForward(CoreClient(url, timeout=2), state, OutboxConfig(**{**FAST, **cfg}))
+    return StoreAndForward(CoreClient(url, timeout=10), state, OutboxConfig(**{**FAST, **cfg}))
 
 
 def put(path: str, body: bytes, **headers: str) -> Request:
@@ -45,7 +45,7 @@ def post(path: str, body: bytes, **headers: str) -> Request:
     return Request("POST", path, body, {**AUTH, **headers})
 
 
-async def drained(s: StoreAndForward, timeout: float = 20) -> dict[str, Any]:
+async def drained(s: StoreAndForward, timeout: float = 60) -> dict[str, Any]:
     for _ in range(int(timeout / 0.05)):
         st = s.stats()
         if st["depth"] == 0 and st["inflight_replays"] == 0:
@@ -117,6 +117,7 @@ async def test_core_down_writes_get_202_once_durable_reads_raise_then_replay_in_
         try:
             st = await drained(s)
             assert st["replayed_total"] == 200 and st["online"] == 1
+            assert st["prefetched_bytes"] == 0  # bodies read ahead were all used
             _, _, body = http_get(core.url, "/home/q/a")
             assert body == b"".join(b"%d\n" % i for i in range(200))
         finally:
