@@ -34,9 +34,11 @@ MAX_REQUEST_TARGET = 65534
 MAX_HEADERS = 100
 # ... or when the head of a request outgrows its read buffer (8 KiB + 100 * 4 KiB).
 MAX_HEAD_BYTES = 8192 + 4096 * 100
-# Idle keep-alive connections are closed after this long; long enough for benchmark and
-# SDK connection pools, short enough that abandoned sockets do not pile up.
-KEEPALIVE_TIMEOUT_S = 75
+# Idle keep-alive connections are closed after this long. The reference never closes idle
+# connections, and clients (the SDK's pool, the gateway's core client) reuse them after long
+# quiet spells, where a server-side close turns the next POST into an error; an hour keeps
+# that practically impossible while still reclaiming sockets of vanished peers.
+KEEPALIVE_TIMEOUT_S = 3600
 # Listen backlog: bursts of 64+ concurrent clients connecting at once must not be refused.
 BACKLOG = 2048
 
