@@ -497,3 +497,17 @@ async def test_long_and_unicode_names_round_trip_d2(eng: Engine):
         assert (await eng.verify(n)).outcome == "valid"
     listed = [name for name, _ in eng.list_worlds()]
     assert sorted(names, key=str.encode) == listed  # NFC and NFD stay distinct, bytewise order
+
+
+async def test_reads_after_close_are_storage_failures(tmp_path: Path, caplog):
+    from elastik.server.errors import StorageFailure
+
+    e = open_engine(tmp_path, read_cache_max_entries=1)
+    await e.put("home/a", b"", "t", ())
+    await e.put("home/b", b"", "t", ())
+    assert e.read("home/a") is not None  # opens this thread's reader connection
+    e.close()
+    for call in (lambda: e.read("home/b"), e.list_worlds):
+        with pytest.raises(StorageFailure):
+            call()
+    assert "Traceback" not in caplog.text

@@ -180,10 +180,10 @@ class Engine:
     # -- reads -----------------------------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StorageFailure()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._closed:
-                raise StorageFailure()
             try:
                 conn = worldstore.connect(self.db_path, writer=False)
             except sqlite3.Error:
