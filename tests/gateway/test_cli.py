@@ -223,6 +223,15 @@ def test_coap_cli_methods_and_exit_codes(cli, our_core, tmp_path):
         assert proc.returncode == 0 and out == b"0\n1\n", err
 
 
+def test_coap_cli_5xx_is_exit_2(cli, tmp_path):
+    from tests.support.servers import free_port
+
+    with GatewayProc(f"http://127.0.0.1:{free_port()}", tmp_path / "s") as gw:
+        r = cli("coap", "get", f"127.0.0.1:{gw.port}", "x")
+        assert (r.returncode, r.stdout) == (2, b"core unavailable\n")
+        assert r.stderr.decode().startswith("5.03")
+
+
 def test_coap_cli_no_answer_is_exit_2(cli):
     from tests.support.servers import free_udp_port
 
