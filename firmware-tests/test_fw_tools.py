@@ -150,7 +150,7 @@ def test_sensor_sim_devices_write_their_readings(gateway_only: Target) -> None:
 def test_sensor_sim_counts_refusals_and_exits_1(target: Target) -> None:
     t = target
     res = tool(
-        "tools.sensor_sim", "--gateway", f"{t.host}:{t.coap_port}", "--devices", "1",
+        "tools.sensor_sim", "--gateway", f"localhost:{t.coap_port}", "--devices", "1",
         "--interval", "0.05", "--count", "2", "--token", "not-the-token", "--no-log",
         "--prefix", "refused",
     )  # fmt: skip

@@ -17,6 +17,7 @@ import argparse
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -109,6 +110,15 @@ def _request(stats: Stats, kind: str, call: Any, *args: Any) -> bool:
     return error is None
 
 
+def resolve(host: str) -> str:
+    """IPv4 first: a gateway bound to 127.0.0.1 does not answer on ::1, which is what
+    "localhost" often resolves to first. Other names are left to the client."""
+    try:
+        return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0])
+    except OSError:
+        return host
+
+
 def device(
     index: int, args: argparse.Namespace, token: str | None, stats: Stats, stop: threading.Event
 ) -> None:
@@ -162,6 +172,7 @@ def summary(stats: Stats, devices: int, elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     token = args.token or os.environ.get("ELASTIK_TOKEN") or None
+    args.gateway = (resolve(args.gateway[0]), args.gateway[1])  # once, not per device
     stats = Stats()
     stop = threading.Event()
 
