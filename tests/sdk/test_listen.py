@@ -245,3 +245,45 @@ def test_handler_errors_are_logged_and_skipped(
     assert "handler failed" in err and "boom" in err
     with pytest.raises(RuntimeError, match="boom"):
         elastik.run(e, max_events=1, last_event_id=0, reconnect=False)
+
+
+class EndingTransport(CuttingTransport):
+    """Every stream ends at once, as if the core closed it."""
+
+    def stream(self, method: str, target: str, headers: Mapping[str, str]) -> Stream:
+        self.last_event_ids.append(headers.get("Last-Event-ID"))
+        real = self._inner.stream(method, target, headers)
+        real.chunks = lambda: iter(())  # type: ignore[method-assign]
+        return real
+
+
+def test_fail_fast_mode_raises_when_the_stream_ends(core: Core) -> None:
+    e = Elastik(core.url, bearer_token=APPROVE, transport=EndingTransport(core.url))
+    elastik.listen("*")(lambda body: None)
+    with pytest.raises(ConnectionResetError, match="closed the /listen stream"):
+        elastik.run(e, reconnect=False)
+
+
+def test_a_silent_stream_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from elastik.sdk import transport
+
+    monkeypatch.setattr(transport, "STREAM_IDLE_TIMEOUT", 0.3)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def half_answer() -> None:
+            conn, _ = server.accept()
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+            time.sleep(1.0)  # then nothing: no events, no keepalive
+            conn.close()
+
+        t = threading.Thread(target=half_answer)
+        t.start()
+        with pytest.raises(TimeoutError):
+            next(Elastik(f"http://127.0.0.1:{port}").listen("*"))
+        t.join()

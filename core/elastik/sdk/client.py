@@ -149,7 +149,13 @@ class Elastik(MutableMapping[str, bytes]):
         keep_alive: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
         transport: Transport | None = None,
+        debug: bool | str = False,
     ) -> None:
+        if debug:
+            warnings.warn(
+                "debug= (the reference SDK's request tracing) is not implemented; ignored",
+                stacklevel=2,
+            )
         if url is None:
             from elastik.sdk.launcher import default_url
 

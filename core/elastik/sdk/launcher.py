@@ -36,6 +36,7 @@ _proc: subprocess.Popen[bytes] | None = None
 _tail: _OutputTail | None = None
 _live: dict[str, str] = {}
 _last: dict[str, str] = {}
+_atexit_registered = False
 
 
 class _OutputTail:
@@ -140,15 +141,21 @@ def start(
     keep_alive: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = START_TIMEOUT_S,
+    debug: bool | str = False,
 ) -> Elastik:
     """Launch our core as a child process and return a client bound to it.
 
     Arguments left as None come from ``ELASTIK_*`` environment variables (and ``.env``).
     ``env`` adds extra variables for the child (e.g. ``ELASTIK_PERSIST_HEADERS``).
     """
-    global _proc, _tail
+    global _proc, _tail, _atexit_registered
     from elastik.sdk.client import Elastik
 
+    if debug:
+        warnings.warn(
+            "debug= (the reference SDK's request tracing) is not implemented; ignored",
+            stacklevel=3,
+        )
     with _lock:
         if _proc is not None and _proc.poll() is None:
             raise RuntimeError("elastik already running in this process; call elastik.stop() first")
@@ -203,7 +210,9 @@ def start(
         )
         tail = _OutputTail(proc.stdout) if quiet else None
         _proc, _tail = proc, tail
-        atexit.register(stop)
+        if not _atexit_registered:
+            atexit.register(stop)
+            _atexit_registered = True
         deadline = time.monotonic() + timeout
         while not _probe(host, port):
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -290,7 +290,7 @@ def run(
                         if max_events is not None and handled >= max_events:
                             return
                 if not reconnect:
-                    return
+                    raise ConnectionResetError("the core closed the /listen stream")
                 _log(f"stream ended; reconnecting in {retry_s}s")
             except (ElastikError, OSError) as exc:
                 if not reconnect:

@@ -23,6 +23,9 @@ DEFAULT_TIMEOUT = 30.0
 # than get_many/put_many's default of 4 workers; 8 covers that twice without holding
 # many sockets (and server-side connection slots) open for nothing.
 MAX_IDLE_CONNECTIONS = 8
+# A /listen stream with no byte for this long is dead: the core sends a keepalive comment
+# every 15 s, so 60 s is four missed keepalives. The reader then reconnects.
+STREAM_IDLE_TIMEOUT = 60.0
 # Size of one read from an SSE stream: events are a few hundred bytes; 4 KiB reads keep
 # latency low without a syscall per byte.
 STREAM_CHUNK = 4096
@@ -184,7 +187,7 @@ class OneShotTransport:
             conn.close()
 
     def stream(self, method: str, target: str, headers: Mapping[str, str]) -> Stream:
-        conn = self.endpoint.connect(None)
+        conn = self.endpoint.connect(STREAM_IDLE_TIMEOUT)
         try:
             conn.request(method, self.endpoint.base + target, headers=dict(headers))
             resp = conn.getresponse()
