@@ -323,6 +323,11 @@ class CoapSite:
         etag_hdr = resp.headers.get("etag")
         etag = mapping.short_etag(etag_hdr) if etag_hdr else None
         cf = mapping.format_for_content_type(resp.headers.get("content-type"))
+        accept = req.opt.accept
+        if accept is not None and accept != cf:
+            # RFC 7252 §5.10.4: Accept is critical; we cannot convert representations.
+            self.counters.inc("answered.4.06")
+            return error_message("4.06", b"not acceptable\n")
         if etag is not None and etag in [bytes(o.value) for o in req.opt.get_option(4)]:
             msg = make_message("2.03", etag=etag)  # RFC 7252 §5.10.6.2 validation
             if observe is not None:

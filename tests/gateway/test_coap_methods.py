@@ -63,6 +63,14 @@ async def test_content_formats_map_both_ways(gw, client, our_core, cf, body, sto
     assert (r.payload, r.opt.content_format) == (body, expected_cf)
 
 
+async def test_accept_is_honoured(gw, client):
+    await coap(client, "PUT", gw.port, "m/acc", b"{}", token="w", cf=50)
+    r = await coap(client, "GET", gw.port, "m/acc", accept=50)
+    assert (dotted(r), r.payload) == ("2.05", b"{}")
+    r = await coap(client, "GET", gw.port, "m/acc", accept=0)
+    assert (dotted(r), r.payload) == ("4.06", b"not acceptable\n")
+
+
 async def test_get_of_unmapped_media_type_has_no_content_format(gw, client, our_core):
     core_http(
         our_core, "PUT", "/home/m/html", b"<p>", authorization="Bearer w", content_type="text/html"
