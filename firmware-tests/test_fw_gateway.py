@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fw_support import Target, run_board, run_mp
+from fw_support import Target, fw_target, run_board, run_mp
 
 pytestmark = pytest.mark.xdist_group("fw_gateway")
 
@@ -165,3 +165,28 @@ def test_heap_allocated_per_put_is_bounded(target: Target, mpy_dir: Path) -> Non
     allocs = out["alloc"]
     assert len(allocs) == 50
     assert 0 < max(allocs) <= MAX_ALLOC_PER_PUT, allocs
+
+
+def test_core_down_reads_get_503_with_max_age_and_writes_are_queued(tmp_path: Path) -> None:
+    with fw_target(tmp_path) as t:
+        if t.kind == "reference":
+            pytest.skip("the reference has no gateway in front of it")
+        t.http.stop()
+        res = run_mp(
+            [
+                client(t, t.write_token, timeout_ms=2000),
+                ["get", "fw/down"],
+                ["put", "fw/queued", "stored later"],
+                ["post", "fw/queued", "+appended"],
+            ]
+        ).results()
+        assert (res[1]["e"], res[1]["code"], res[1]["max_age"]) == ("CoapError", 503, 5)
+        assert res[1]["msg"].endswith("\n")
+        assert [res[2]["r"], res[3]["r"]] == [204, 204]  # accepted into the gateway's outbox
+        t.http.start()
+        for _ in range(200):
+            status, _, body = t.http_request("GET", "/home/fw/queued")
+            if status == 200 and body == b"stored later+appended":
+                break
+            time.sleep(0.05)
+        assert (status, body) == (200, b"stored later+appended")
