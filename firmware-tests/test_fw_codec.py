@@ -161,6 +161,42 @@ def test_client_request_bytes_match_aiocoap(tmp_path: Path) -> None:
         c.close()
 
 
+_segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=255)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    segments=st.lists(_segment, min_size=1, max_size=5).filter(
+        lambda segs: all(x not in (".", "..") for x in segs)
+    ),
+    value=st.binary(max_size=700),
+    cf=st.one_of(st.none(), st.sampled_from([0, 42, 255, 256, 65535])),
+    token=st.one_of(st.none(), st.binary(min_size=1, max_size=300)),
+)
+def test_client_requests_match_aiocoap_or_are_refused_when_too_big(
+    segments: list[str], value: bytes, cf: int | None, token: bytes | None
+) -> None:
+    c = em.Client("127.0.0.1", 9, token=token)
+    try:
+        opts: list[Option] = [(11, seg.encode()) for seg in segments]
+        if cf is not None:
+            opts.append((12, cf))
+        if token:
+            opts.append((65001, token))
+        try:
+            n = c._req(3, "/".join(segments), value, cf, -1)
+        except ValueError:
+            # refused only when aiocoap's encoding of the same message is over the limit
+            assert len(aiocoap_encode(0, 3, 0, b"1234", opts, value)) > 1152
+            assert len(c._tx) == 1152
+            return
+        tx = bytes(c._tx[:n])
+        assert tx == aiocoap_encode(0, 3, c._mid, tx[4:8], opts, value)
+        assert len(tx) <= 1152
+    finally:
+        c.close()
+
+
 options_st = st.lists(
     st.tuples(
         st.integers(0, 65535).filter(lambda n: n not in KNOWN),
