@@ -40,7 +40,8 @@ class Watch:
 
 
 class _Stream:
-    def __init__(self, world: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, key: tuple[str, str], world: str, headers: Mapping[str, str]) -> None:
+        self.key = key
         self.world = world
         self.headers = dict(headers)
         self.watches: set[Watch] = set()
@@ -67,7 +68,7 @@ class ObserveHub:
         key = (world, headers.get("authorization", ""))
         stream = self._streams.get(key)
         if stream is None:
-            stream = _Stream(world, headers)
+            stream = _Stream(key, world, headers)
             self._streams[key] = stream
             stream.task = asyncio.create_task(self._run(stream), name=f"listen {world}")
         w = Watch()
@@ -108,6 +109,9 @@ class ObserveHub:
                 raise
             except ListenRefused as exc:
                 self.counters.inc("observe_stream_refused")
+                # Dead stream: later watchers must start a fresh one, not join this.
+                if self._streams.get(stream.key) is stream:
+                    del self._streams[stream.key]
                 for w in list(stream.watches):
                     w.failed_status = exc.status
                     w.wake()

@@ -350,3 +350,35 @@ async def test_slow_answer_is_empty_ack_then_separate_con_response(make_gateway)
         if udp is not None:
             udp.close()
         srv.close()
+
+
+async def test_observe_when_the_core_refuses_the_listen_stream(make_gateway, client, tmp_path):
+    from tests.support.servers import ours, running
+
+    core = ours(tmp_path, extra={"ELASTIK_MAX_LISTEN_CONNECTIONS": "1"})
+    with running(core):
+        gw = await make_gateway(core.url)
+        for w in ("a", "b"):
+            core_http(core, "PUT", f"/home/m/lim{w}", w.encode(), authorization="Bearer w")
+        first = client.request(coap_message("GET", gw.port, "m/lima", observe=0))
+        r1 = await asyncio.wait_for(first.response, 10)
+        assert r1.opt.observe is not None
+        # The core's only /listen slot is taken: the second observation is answered,
+        # then ended with the core's refusal instead of silently never notifying.
+        second = client.request(coap_message("GET", gw.port, "m/limb", observe=0))
+        r2 = await asyncio.wait_for(second.response, 10)
+        assert (dotted(r2), r2.payload) == ("2.05", b"b")
+        try:
+            end = await asyncio.wait_for(second.observation.__aiter__().__anext__(), 10)
+        except (StopAsyncIteration, Exception) as exc:  # aiocoap may report it as ended
+            assert "Timeout" not in type(exc).__name__, exc
+        else:
+            assert dotted(end) == "5.03"
+        assert gw.counters.get("observe_stream_refused") >= 1
+        assert gw.counters.get("answered.5.03") >= 1
+        for _ in range(50):
+            if len(gw.hub) == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert len(gw.hub) == 1 and gw.counters.get("observations") == 1
+        first.observation.cancel()
