@@ -6,6 +6,7 @@ Timing is checked only from the peer's kernel arrival timestamps, relative to ea
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
@@ -450,3 +451,22 @@ def test_async_client_runs_concurrent_requests_in_turn() -> None:
     assert got[:2] == [204, 204] and got[2]["text"] == "async-body" and got[3] == 204
     assert outcome(res[2]) == 204
     assert len(peer.requests()) == 5
+
+
+async def test_async_client_on_cpython_asyncio() -> None:
+    from elastik_micro_async import AsyncClient
+
+    def h(peer: Peer, rx: Received) -> None:
+        if rx.code == 1:
+            answer(peer, rx, CONTENT, b"from-cpython")
+        else:
+            peer.send(coap_message(ACK, CHANGED, rx.mid, rx.token), rx.addr, delay=0.02)
+
+    with fw_peer(only_requests(h)) as peer:
+        c = AsyncClient("127.0.0.1", peer.port, token="w", timeout_ms=300)
+        try:
+            got = await asyncio.gather(c.put("a", "1"), c.post("b", b"2"), c.get("c"))
+        finally:
+            c.close()
+    assert got == [204, 204, b"from-cpython"]
+    assert len(peer.requests()) == 3
