@@ -2,8 +2,8 @@
 
 PlatformIO runs this inside its SCons environment, where ``Import`` and ``env`` exist. It
 turns ``pio run -t upload`` into ``python -m tools.deploy --port <upload port> --board
-<custom_deploy_board> --mpy [--ssid ... --gateway ...]`` and skips the C/C++ build, since
-the boards run stock MicroPython. ``deploy_command`` is plain Python so tests can check
+<custom_deploy_board> --mpy [--ssid ... --gateway ...]``, and adds a ``deploy`` target
+that does the same with no build step at all (the boards run stock MicroPython). ``deploy_command`` is plain Python so tests can check
 the command without PlatformIO.
 """
 
@@ -55,8 +55,6 @@ def _configure(env: object, getopt: Callable[[str, str], str]) -> None:
         title="Deploy MicroPython files",
         description="copy elastik_micro and main.py with tools/deploy.py (mpremote)",
     )
-    # Nothing to compile for MicroPython boards: an empty program stands in for firmware.
-    env.Replace(BUILD_FLAGS=[], PIOFRAMEWORK=[])  # type: ignore[attr-defined]
 
 
 try:  # inside PlatformIO
