@@ -18,7 +18,6 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from aiocoap import error as coap_error
 from aiocoap.message import Direction, Message
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.constants import TransportTuning
@@ -173,7 +172,7 @@ class FilteringUDP6(MessageInterfaceUDP6):
                 pktinfo = cdata
         try:
             message = Message.decode(data, Remote(address, self, pktinfo=pktinfo))
-        except (coap_error.UnparsableMessage, ValueError, UnicodeDecodeError):
+        except Exception:  # UnparsableMessage, ValueError, ...: whatever aiocoap refuses
             counters.inc("drop.unparsable")
             return
         message.direction = Direction.INCOMING
