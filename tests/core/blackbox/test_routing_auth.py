@@ -14,10 +14,6 @@ READ_ALLOW = "GET, HEAD, OPTIONS"
 TEXT = "text/plain; charset=utf-8"
 
 
-def version_line(impl: str) -> str:
-    return "elastik-core 8.3.0 (rust)" if impl == "reference" else ""
-
-
 def check_version(impl: str, line: str) -> None:
     if impl == "reference":
         assert line == "elastik-core 8.3.0 (rust)"
