@@ -75,7 +75,12 @@ def machine() -> str:
     except OSError:
         pass
     mpv = subprocess.run(
-        [str(fw_support.micropython_bin()), "-c", "import sys; print(sys.version)"],
+        [
+            str(fw_support.micropython_bin()),
+            "-c",
+            "import sys; v = sys.implementation.version; "
+            "print('MicroPython %d.%d.%d' % v[:3], sys.version.split('; ')[-1])",
+        ],
         capture_output=True,
         text=True,
     ).stdout.strip()
