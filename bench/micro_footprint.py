@@ -78,8 +78,7 @@ def machine() -> str:
         [
             str(fw_support.micropython_bin()),
             "-c",
-            "import sys; v = sys.implementation.version; "
-            "print('MicroPython %d.%d.%d' % v[:3], sys.version.split('; ')[-1])",
+            "import sys; v = sys.implementation.version; print('MicroPython %d.%d.%d' % v[:3])",
         ],
         capture_output=True,
         text=True,
