@@ -147,14 +147,17 @@ def coap(
     if payload:
         msg += b"\xff" + payload
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(5)
+        s.settimeout(3)
         s.sendto(msg, ("127.0.0.1", port))
         return s.recv(2048)
 
 
-def test_d6_core_coap_port_serves_coap(tmp_path: Path) -> None:
+@pytest.mark.parametrize("impl", [pytest.param("reference", marks=pytest.mark.reference), "ours"])
+def test_d6_core_coap_port_serves_coap(tmp_path: Path, impl: str) -> None:
+    """The §18 floor through ELASTIK_COAP_PORT; the reference run validates the datagrams."""
     udp = servers.free_udp_port()
-    proc = servers.ours(tmp_path, extra={"ELASTIK_COAP_PORT": str(udp)})
+    factory = servers.ours if impl == "ours" else servers.reference
+    proc = factory(tmp_path, extra={"ELASTIK_COAP_PORT": str(udp)})
     with servers.running(proc):
         srv = Server(proc.host, proc.port)
         assert srv.put("/home/coap", b"over http", [("Content-Type", "text/plain")]).status == 201
@@ -163,7 +166,8 @@ def test_d6_core_coap_port_serves_coap(tmp_path: Path) -> None:
         assert reply[1] == 0x45  # 2.05 Content
         assert reply[2:4] == b"\x42\x42" and reply[4:5] == b"\xaa"
         assert reply.endswith(b"\xffover http")
-        put = coap(udp, 0x03, ["home", "from-coap"], b"via udp", mid=7)
+        auth = bytes([0xE1]) + struct.pack("!H", 65001 - 11 - 269) + b"w"  # option 65001 = "w"
+        put = coap(udp, 0x03, ["home", "from-coap"], b"via udp", mid=7, options=auth)
         assert put[1] == 0x41  # 2.01 Created
         assert srv.get("/home/from-coap").body == b"via udp"
         assert srv.verify("home/from-coap").status == 200
