@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.sdk.conftest import APPROVE, WRITE, Core
+from tests.sdk.helpers import CliResult, run_cli_in_process
 from tests.support.servers import ROOT, free_udp_port
 
 with warnings.catch_warnings():
@@ -251,16 +252,30 @@ def test_datagram_limit_is_exactly_1152(coap_target: tuple[Core, int], p: str) -
         c.put(path, b"x" * (1153 - overhead))
 
 
-def _cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def _cli(*args: str, stdin: bytes = b"") -> CliResult:
+    """``python -m elastik coap ...`` in-process (the dispatch itself is checked below)."""
+    return run_cli_in_process(list(args), {}, stdin)
+
+
+def test_python_m_elastik_coap_dispatch(reference_core: Core) -> None:
     env = {**os.environ, "ELASTIK_NO_DOTENV": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "elastik", *args],
-        input=stdin,
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "elastik",
+            "coap",
+            "get",
+            "127.0.0.1",
+            str(reference_core.coap_port),
+            "home/none",
+        ],
         capture_output=True,
         env=env,
         cwd=ROOT,
         timeout=30,
     )
+    assert r.returncode == 1 and r.stderr.startswith(b"coap: 4.04 Not Found")
 
 
 def test_cli_coap_put_and_get(coap_target: tuple[Core, int], p: str) -> None:
