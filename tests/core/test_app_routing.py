@@ -240,3 +240,21 @@ async def test_audit_details_are_sanitized() -> None:
     )
     res = await call(app, "GET", "/proc/audit/home/x/verify")
     assert res.header("x-audit-expected") == "content-type-a??x: y"
+
+
+async def test_trace_pipeline_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    app, _ = make_app(trace_pipeline=True)
+    await call(app, "GET", "/home/x")
+    await call(app, "PUT", "/home/x", [("Content-Length", "1")], b"x")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("[req-1   +") and lines[0].endswith("] Received       GET home/x 0B")
+    assert "] Done           status=404 Not Found total=" in lines[1]
+    assert lines[2].endswith("Received       PUT home/x 1B")
+    assert "status=401 Unauthorized" in lines[3]
+
+
+async def test_no_trace_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    app, _ = make_app()
+    await call(app, "GET", "/home/x")
+    assert capsys.readouterr().err == ""

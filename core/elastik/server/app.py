@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
 
 from elastik import __version__
@@ -110,6 +112,9 @@ def _safe(value: str) -> bytes:
 _PATH_CACHE_MAX = 4096
 
 
+_STATUSES = frozenset(s.value for s in HTTPStatus)
+
+
 class _Date:
     """The IMF-fixdate ``date`` header value, formatted at most once per second."""
 
@@ -204,6 +209,7 @@ class App:
         self.date = _Date()
         self._get_headers: dict[tuple[str, str], Headers] = {}
         self._paths: dict[bytes, str] = {}
+        self.trace = config.trace_pipeline
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -223,6 +229,8 @@ class App:
         rid = self.request_id
         method: str = scope["method"]
         raw: bytes = scope["raw_path"]
+        if self.trace:
+            send = self._traced(send, rid, start, method, raw, scope["headers"])
         try:
             if raw == b"*":
                 await self._send(send, 404, [CL0], b"", rid, start)
@@ -282,6 +290,29 @@ class App:
         headers.append((b"date", self.date.get()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _traced(
+        send: Send, rid: int, start: int, method: str, raw: bytes, headers: Headers
+    ) -> Send:
+        """ELASTIK_TRACE_PIPELINE: a Received line now and a Done line with the status."""
+
+        def line(stage: str, detail: str) -> None:
+            ms = (time.perf_counter_ns() - start) / 1e6
+            sys.stderr.write(f"[req-{rid:<3} +{ms:7.3f}ms] {stage:<14} {detail}\n")
+
+        size = next((v.decode("latin-1") for n, v in headers if n == b"content-length"), "0")
+        line("Received", f"{method} {raw.decode('latin-1')[1:]} {size}B")
+
+        async def traced(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                phrase = HTTPStatus(status).phrase if status in _STATUSES else ""
+                ms = (time.perf_counter_ns() - start) / 1e6
+                line("Done", f"status={status} {phrase} total={ms:.3f}ms")
+            await send(message)
+
+        return traced
 
     @staticmethod
     def _error(exc: ElastikError) -> Response:

@@ -78,6 +78,8 @@ def run(argv: Sequence[str]) -> int:
     from . import config as config_mod
 
     cfg = config_mod.load(argv, warn=_err)
+    if cfg.trace_pipeline:
+        _err("elastik-core: pipeline trace ENABLED via ELASTIK_TRACE_PIPELINE")
     try:
         import uvloop
 

@@ -46,6 +46,7 @@ class CoreConfig:
     idempotency_window: float = DEFAULT_IDEMPOTENCY_WINDOW_S  # seconds a key is remembered
     coap_port: int | None = None  # ELASTIK_COAP_PORT; None = CoAP off
     coap_host: str = "127.0.0.1"  # ELASTIK_COAP_HOST (does not follow ELASTIK_HOST)
+    trace_pipeline: bool = False  # ELASTIK_TRACE_PIPELINE: per-request trace lines on stderr
     # Banner lines: warnings printed before the banner, and after the auth lines.
     early_warnings: tuple[str, ...] = field(default=(), compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -196,6 +197,7 @@ def from_env(
         idempotency_window=window,
         coap_port=coap_port,
         coap_host=env.get("ELASTIK_COAP_HOST") or "127.0.0.1",
+        trace_pipeline=bool(env.get("ELASTIK_TRACE_PIPELINE")),
         early_warnings=tuple(early),
         warnings=tuple(warnings),
     )
