@@ -71,6 +71,14 @@ def test_decode_path() -> None:
     assert res.stdout.splitlines() == ["home/note.txt", "home/c!$&'(),="]
 
 
+def test_decode_path_rejects_bad_names_without_traceback() -> None:
+    res = elastik("decode-path", "home%2Fok", "home%ZZ", "%FF")
+    assert res.returncode == 1
+    assert res.stdout.splitlines() == ["home/ok"]
+    assert res.stderr.count("elastik-core: cannot decode") == 2
+    assert "Traceback" not in res.stderr
+
+
 def test_ls_data_missing_directory(tmp_path: Path) -> None:
     res = elastik("ls-data", str(tmp_path / "nope"))
     assert res.returncode == 1 and res.stderr.startswith("elastik-core: ")
