@@ -86,7 +86,7 @@ def test_info_and_help(core: Core) -> None:
     info = cli_subprocess(core.url, "info")  # a fresh process: no core started by it
     assert info.returncode == 0 and "elastik 0.1.0" in info.stdout
     assert f"url:     {core.url} (default)" in info.stdout
-    assert "approve: <set>" in info.stdout and APPROVE + "\n" not in info.stdout
+    assert "approve: <set> (1 chars)" in info.stdout and APPROVE + "\n" not in info.stdout
     assert cli(core.url).returncode == 0
     assert cli(core.url, "coap").returncode == 2
 
