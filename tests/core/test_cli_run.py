@@ -182,7 +182,7 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
             assert ext.endswith(b"method not allowed\n")
         big_body = srv.raw(
             b"PUT /tmp/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w\r\n"
-            b"Content-Length: 200000\r\n\r\n" + b"z" * 200000
+            b"Content-Length: 200000\r\nConnection: close\r\n\r\n" + b"z" * 200000
         )
         assert big_body.startswith(b"HTTP/1.1 201 ")
         got = srv.raw(b"GET /tmp/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
