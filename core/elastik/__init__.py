@@ -79,6 +79,10 @@ __all__ = [
     "Reply",
     "Response",
     "ServerError",
+    "ShellPool",
+    "ShellPoolError",
+    "ShellResult",
+    "TrustedShellPool",
     "Unauthorized",
     "Unreachable",
     "WorldChanged",
@@ -93,10 +97,12 @@ __all__ = [
     "coap_get",
     "coap_put",
     "copy",
+    "decode_disk_name",
     "default_url",
     "delete",
     "diff",
     "du",
+    "encode_disk_name",
     "exists",
     "get",
     "get_cached",
@@ -398,3 +404,23 @@ def request(
 
 def _listen_events(pattern: str = "*", **kwargs: Any) -> Iterator[dict[str, str]]:
     return _client().listen(pattern, **kwargs)
+
+
+_TOOLS = {
+    "TrustedShellPool",
+    "ShellPool",
+    "ShellResult",
+    "ShellPoolError",
+    "decode_disk_name",
+    "encode_disk_name",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``elastik.TrustedShellPool`` etc. load ``elastik.tools`` on first use (keeps
+    ``import elastik`` free of subprocess machinery and of the server's modules)."""
+    if name in _TOOLS:
+        from elastik import tools
+
+        return getattr(tools, name)
+    raise AttributeError(f"module 'elastik' has no attribute {name!r}")
