@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiocoap.numbers.constants import TransportTuning
+
 from tests.support import servers
 
 ROOT = servers.ROOT
@@ -162,10 +164,11 @@ def op_for(k: int) -> tuple[str, str]:
 class Load:
     """Path workers sending ordered ops through a Client until ``stop`` is set."""
 
-    client: Client
+    client: Any  # Client, or CoapClient; per_path overrides it (one device per path)
     paths: list[str]
     run_id: str
     pace_s: float
+    per_path: dict[str, Any] | None = None
     acked: dict[str, int] = field(default_factory=dict)  # path -> ops acknowledged
     statuses: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
@@ -187,16 +190,17 @@ class Load:
         return sum(self.acked.values())
 
     async def _worker(self, path: str) -> None:
+        client = self.per_path[path] if self.per_path else self.client
         k = 0
         while not self.stop.is_set():
             method, body = op_for(k)
             key = f"{self.run_id}:{path}:{k}"
             while True:  # until acknowledged: a device retransmits with the same key
                 try:
-                    reply = await self.client.request({"m": method, "p": path, "b": body, "k": key})
+                    reply = await client.request({"m": method, "p": path, "b": body, "k": key})
                 except ConnectionError:
                     self.resent += 1
-                    await self.client.up.wait()
+                    await client.up.wait()
                     continue
                 if reply.get("s") in ACK_STATUSES:
                     self.statuses[reply["s"]] = self.statuses.get(reply["s"], 0) + 1
@@ -258,3 +262,72 @@ async def wait_drained(client: Client, timeout: float) -> dict[str, Any]:
             return stats
         await asyncio.sleep(0.2)
     raise AssertionError(f"outbox did not drain in {timeout}s: {stats}")
+
+
+class _QuickRetransmit(TransportTuning):  # type: ignore[misc]
+    # Retransmit after 0.5 s instead of 2 s (and a little more often), so that a device
+    # finds a restarted gateway within a second or two; same message id as always.
+    ACK_TIMEOUT = 0.5
+    MAX_RETRANSMIT = 6
+
+
+class CoapClient:
+    """One device: its own aiocoap context (UDP socket), so CoAP's NSTART=1 applies per
+    device, not to the whole load. Requests are CON; aiocoap retransmits them with the
+    same message id (the gateway derives the Idempotency-Key from it), and raises after
+    MAX_RETRANSMIT, which becomes ConnectionError here (the worker then sends again)."""
+
+    def __init__(self, port: int, token: str = "w") -> None:
+        self.port = port
+        self.token = token
+        self.ctx: Any = None
+        self.up = asyncio.Event()
+
+    async def connect(self) -> CoapClient:
+        from aiocoap import Context
+
+        self.ctx = await Context.create_client_context()
+        self.up.set()
+        return self
+
+    async def request(self, msg: dict[str, Any]) -> dict[str, Any]:
+        from aiocoap.error import Error as CoapError
+
+        from tests.gateway.conftest import coap_message
+
+        req = coap_message(msg["m"], self.port, msg["p"], str(msg["b"]).encode(), token=self.token)
+        req.transport_tuning = _QuickRetransmit()
+        try:
+            resp = await self.ctx.request(req).response
+        except CoapError as exc:
+            raise ConnectionError(f"no answer: {exc!r}") from None
+        if resp.code.is_successful():
+            return {"s": 200}
+        return {"e": str(resp.code)}
+
+    async def close(self) -> None:
+        if self.ctx is not None:
+            await self.ctx.shutdown()
+
+
+def outbox_depth(state_dir: Path) -> int:
+    """Queued entries in a gateway's outbox, read like the CLI does (read-only)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{state_dir / 'outbox.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute("SELECT count(*) FROM pending").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def outbox_counter(state_dir: Path, name: str) -> int:
+    """A lifetime counter as the gateway last flushed it (about once a second)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{state_dir / 'outbox.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        conn.close()
