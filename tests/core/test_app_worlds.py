@@ -325,3 +325,15 @@ def test_fingerprint_separates_fields() -> None:
         "PUT", "home/a", b"", "t", (("ab", ""),)
     )
     assert fingerprint("POST", "home/a", b"x") != fingerprint("PUT", "home/a", b"x")
+
+
+async def test_memory_world_same_body_new_metadata_is_served_fresh() -> None:
+    app, _ = make_app()
+    first = await call(
+        app, "PUT", "/tmp/m", [*W, ("Content-Type", "text/a"), ("Expires", "1")], b"same"
+    )
+    assert (await call(app, "GET", "/tmp/m")).header("content-type") == "text/a"
+    again = await call(app, "PUT", "/tmp/m", [*W, ("Content-Type", "text/b")], b"same")
+    assert again.header("etag") == first.header("etag")  # memory ETags hash the body only
+    res = await call(app, "GET", "/tmp/m")
+    assert res.header("content-type") == "text/b" and res.header("expires") is None

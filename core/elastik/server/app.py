@@ -92,7 +92,7 @@ _WANTED = frozenset(
 _CONDITIONAL = (b"if-match", b"if-none-match", b"if-range")
 IDEMPOTENCY_KEY_MAX = 255
 BODY_BAD_IDEMPOTENCY_KEY = b"bad request: invalid idempotency key\n"
-# GET header blocks remembered per (world, etag); bounded because world names come from
+# GET header blocks remembered per representation; bounded because world names come from
 # clients. 4096 entries of ~300 bytes is ~1 MiB; a miss only costs rebuilding one block.
 _HEADER_CACHE_MAX = 4096
 
@@ -207,7 +207,7 @@ class App:
         engine.hooks.on_change.append(self.hub.on_change)
         self.request_id = 0
         self.date = _Date()
-        self._get_headers: dict[tuple[str, str], Headers] = {}
+        self._get_headers: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], Headers] = {}
         self._paths: dict[bytes, str] = {}
         self.trace = config.trace_pipeline
 
@@ -426,7 +426,8 @@ class App:
         return b"".join(chunks)
 
     def _world_headers(self, w: World) -> Headers:
-        key = (w.name, w.etag)
+        # Memory ETags hash the body only, so the metadata is part of the key.
+        key = (w.name, w.etag, w.content_type, w.headers)
         cached = self._get_headers.get(key)
         if cached is None:
             cached = [
