@@ -411,3 +411,36 @@ def test_keep_alive_client_has_the_same_contract(core: Core, p: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert repr(c).endswith("(keep-alive)>")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a b",
+        "100%",
+        "a%2Fb",
+        "q?x=1",
+        "frag#1",
+        "plus+semi;eq=",
+        "é/ü",
+        "🚀",
+        "..x",
+        ".hidden",
+        "x.",
+        "a:b@c",
+        "tab\u00a0nbsp",
+        "[br]{ace}",
+        "quote\"'",
+    ],
+)
+def test_tricky_names_round_trip(e: Elastik, p: str, name: str) -> None:
+    path = f"{p}/{name}"
+    assert e.put(path, name)["status"] == 201
+    assert e.get(path) == name.encode()
+    assert f"home/{path}" in e.list_paths()
+    assert e.ls(p) == [f"home/{p}/{name.split('/')[0]}" + ("/" if "/" in name else "")]
+
+
+def test_debug_flag_is_accepted_with_a_warning(core: Core) -> None:
+    with pytest.warns(UserWarning, match="not implemented"):
+        Elastik(core.url, debug=True)
