@@ -441,13 +441,16 @@ class StoreAndForward:
                 return None  # the probe is out; its answer wakes us
             if mono < self._probe_at:
                 return self._probe_at - mono
-            # Probe with the oldest entry that is due.
-            for meta in self._all.values():
-                if meta.path not in self._inflight_paths and self._head(meta):
-                    self._launch(meta, probe=True)
+            # Probe with a head entry that is due (paths in round-robin order), or wait.
+            wait: float | None = None
+            for lane in self._paths.values():
+                due = lane[0].next_attempt - wall
+                if due <= 0:
+                    self._launch(lane[0], probe=True)
                     return None
-            return None
-        wait: float | None = None
+                wait = due if wait is None else min(wait, due)
+            return wait
+        wait = None
         for path in list(self._paths):
             if len(self._inflight_seqs) >= self.config.replay_concurrency:
                 return None
@@ -464,10 +467,6 @@ class StoreAndForward:
             self._paths.move_to_end(path)  # round robin: this path goes to the back
             self._launch(head, probe=False)
         return wait
-
-    def _head(self, meta: PendingMeta) -> bool:
-        lane = self._paths.get(meta.path)
-        return bool(lane) and lane[0] is meta and meta.next_attempt <= self._clock()  # type: ignore[index]
 
     def _launch(self, meta: PendingMeta, *, probe: bool) -> None:
         self._inflight_paths.add(meta.path)

@@ -399,11 +399,11 @@ class Outbox:
                 await asyncio.sleep(0.05)
         self._lock_fd = fd
         try:
-            old_umask = os.umask(0o077)  # the outbox holds request credentials: owner only
-            try:
-                conn = connect(self.db_path)
-            finally:
-                os.umask(old_umask)
+            # The outbox holds the devices' Authorization headers: owner only. SQLite gives
+            # the -wal and -shm files the database file's permissions.
+            os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(self.db_path, 0o600)
+            conn = connect(self.db_path)
             init_schema(conn)
             conn.execute("BEGIN IMMEDIATE")
             requeue_marked(conn)

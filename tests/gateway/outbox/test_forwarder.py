@@ -223,3 +223,11 @@ async def test_write_larger_than_outbox_is_refused_and_counted(tmp_path):
         with pytest.raises(OutboxFull):
             await s.send(put("/home/big", b"x" * 2000))
         assert s.stats()["rejected_total"] == 1 and s.stats()["depth"] == 0
+
+
+async def test_outbox_files_are_private_to_the_gateway_user(tmp_path):
+    state = tmp_path / "s"
+    async with saf("http://127.0.0.1:9", state) as s:
+        assert (await s.send(put("/home/secret", b"x"))).status == 202
+        for name in ("outbox.db", "outbox.db-wal", "outbox.lock"):
+            assert (state / name).stat().st_mode & 0o077 == 0, name  # holds Authorization
