@@ -41,6 +41,9 @@ class Scenario:
     token: str = "w"
     max_seconds: float = 30.0  # stop early when this is exceeded (bounded run time)
     warmup: int = 0  # requests per connection not measured
+    keep_latencies: bool = False  # return every latency (to merge several processes)
+    conn_offset: int = 0  # first connection number (distinct POST worlds across processes)
+    index_offset: int = 0  # first request index (distinct PUT paths across processes)
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     statuses: dict[str, int] = field(default_factory=dict)
+    latencies_us: list[int] = field(default_factory=list)  # only with keep_latencies
 
 
 def _request_bytes(sc: Scenario, i: int, conn: int, body: bytes) -> bytes:
@@ -109,9 +113,9 @@ async def run(sc: Scenario) -> Result:
                 await _read_response(reader)
             await start.wait()
             while next_index < sc.total and time.monotonic() < deadline:
-                i = next_index
+                i = next_index + sc.index_offset
                 next_index += 1
-                data = _request_bytes(sc, i, conn, body)
+                data = _request_bytes(sc, i, conn + sc.conn_offset, body)
                 t0 = time.perf_counter_ns()
                 writer.write(data)
                 status = await _read_response(reader)
@@ -136,9 +140,9 @@ async def run(sc: Scenario) -> Result:
     def pct(p: float) -> float:
         return latencies[min(n - 1, int(p * n))] / 1e6 if n else 0.0
 
-    return Result(
-        n, errors, seconds, n / seconds if seconds else 0.0, pct(0.50), pct(0.99), statuses
-    )
+    kept = [x // 1000 for x in latencies] if sc.keep_latencies else []
+    rps = n / seconds if seconds else 0.0
+    return Result(n, errors, seconds, rps, pct(0.50), pct(0.99), statuses, kept)
 
 
 def run_in_subprocess(sc: Scenario, timeout: float = 300.0) -> Result:
@@ -152,6 +156,45 @@ def run_in_subprocess(sc: Scenario, timeout: float = 300.0) -> Result:
         check=True,
     )
     return Result(**json.loads(res.stdout))
+
+
+def run_parallel(sc: Scenario, procs: int, timeout: float = 300.0) -> Result:
+    """Split the connections of one scenario over ``procs`` load-generator processes (when
+    one client process would be the bottleneck) and merge their figures."""
+    if procs <= 1:
+        return run_in_subprocess(sc, timeout)
+    children = []
+    per_conn, per_total = max(1, sc.concurrency // procs), sc.total // procs
+    for k in range(procs):
+        part = Scenario(**{**asdict(sc), "concurrency": per_conn, "total": per_total,
+                           "keep_latencies": True, "conn_offset": k * per_conn,
+                           "index_offset": k * per_total})  # fmt: skip
+        child = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert child.stdin is not None
+        child.stdin.write(json.dumps(asdict(part)))
+        child.stdin.close()
+        children.append(child)
+    parts = []
+    for child in children:
+        assert child.stdout is not None
+        parts.append(Result(**json.loads(child.stdout.read())))
+        child.wait(timeout)
+    lat = sorted(x for p in parts for x in p.latencies_us)
+    n = len(lat)
+    seconds = max(p.seconds for p in parts)
+    statuses: dict[str, int] = {}
+    for p in parts:
+        for k, v in p.statuses.items():
+            statuses[k] = statuses.get(k, 0) + v
+
+    def pct(q: float) -> float:
+        return lat[min(n - 1, int(q * n))] / 1e3 if n else 0.0
+
+    return Result(n, sum(p.errors for p in parts), seconds, n / seconds if seconds else 0.0,
+                  pct(0.50), pct(0.99), statuses)  # fmt: skip
 
 
 def main() -> None:

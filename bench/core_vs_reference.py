@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-from _load import Result, Scenario, run_in_subprocess  # noqa: E402
+from _load import Result, Scenario, run_parallel  # noqa: E402
 
 from tests.support import servers  # noqa: E402
 
@@ -84,7 +84,7 @@ def prepare(srv: servers.Proc, case: Case, prefix: str) -> None:
     conn.close()
 
 
-def measure(proc: servers.Proc, case: Case, total: int, tag: str) -> Result:
+def measure(proc: servers.Proc, case: Case, total: int, tag: str, client_procs: int) -> Result:
     base = "/tmp/bench" if case.kind == "put_mem" else "/home/bench"
     prefix = f"{base}/{tag}"
     prepare(proc, case, prefix)
@@ -92,7 +92,7 @@ def measure(proc: servers.Proc, case: Case, total: int, tag: str) -> Result:
         proc.host, proc.port, case.kind, case.concurrency, total, prefix=prefix,
         max_seconds=30.0, warmup=2 if case.kind in ("get", "put_mem") else 0,
     )  # fmt: skip
-    return run_in_subprocess(sc)
+    return run_parallel(sc, min(client_procs, case.concurrency))
 
 
 def table(rows: list[tuple[Case, Result, Result]]) -> str:
@@ -129,8 +129,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a fifth of the requests")
     ap.add_argument("--write-docs", type=Path, help="replace the Core vs reference section")
+    ap.add_argument(
+        "--client-procs", type=int, default=2,
+        help="load-generator processes per scenario (connections are split between them)",
+    )  # fmt: skip
     args = ap.parse_args()
     divisor = 5 if args.quick else 1
+    load_before = os.getloadavg()[0]
     key = servers.new_key()
     rows: list[tuple[Case, Result, Result]] = []
     with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
@@ -140,8 +145,8 @@ def main() -> int:
         with servers.running(ref), servers.running(ours):
             for n, case in enumerate(CASES):
                 total = max(50, case.total // divisor)
-                r = measure(ref, case, total, f"ref{n}")
-                o = measure(ours, case, total, f"ours{n}")
+                r = measure(ref, case, total, f"ref{n}", args.client_procs)
+                o = measure(ours, case, total, f"ours{n}", args.client_procs)
                 for name, res in (("reference", r), ("ours", o)):
                     if res.errors:
                         print(f"warning: {name} {case.label}: {res.statuses}", file=sys.stderr)
@@ -155,15 +160,20 @@ def main() -> int:
     print()
     print(result)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    mode = " --quick" if args.quick else ""
+    mode = (" --quick" if args.quick else "") + (
+        f" --client-procs {args.client_procs}" if args.client_procs != 2 else ""
+    )
     text = (
         "## Core vs reference\n\n"
         f"Command: `.venv/bin/python bench/core_vs_reference.py{mode} --write-docs docs/benchmarks.md`  \n"
-        f"Date: {now}  \nMachine: {machine()}\n\n"
+        f"Date: {now}  \nMachine: {machine()}  \n"
+        f"Load average (1 min) when the run started: {load_before:.2f}\n\n"
         "Both cores run side by side with the same ELASTIK_KEY on loopback; each scenario loads\n"
-        "one server at a time from a separate load-generator process (raw asyncio streams,\n"
-        "keep-alive, one request in flight per connection, 256-byte bodies). `ours/ref` is the\n"
-        "ratio of requests per second.\n\n" + result
+        f"one server at a time from {args.client_procs} load-generator process(es) separate from\n"
+        "the servers (raw asyncio streams on uvloop, keep-alive, one request in flight per\n"
+        "connection, 256-byte bodies; the connections are split between the processes).\n"
+        "`ours/ref` is the ratio of requests per second; latencies are per request, measured\n"
+        "by the client.\n\n" + result
     )
     if args.write_docs:
         write_docs(args.write_docs, text)
