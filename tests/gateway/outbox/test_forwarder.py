@@ -231,3 +231,26 @@ async def test_outbox_files_are_private_to_the_gateway_user(tmp_path):
         assert (await s.send(put("/home/secret", b"x"))).status == 202
         for name in ("outbox.db", "outbox.db-wal", "outbox.lock"):
             assert (state / name).stat().st_mode & 0o077 == 0, name  # holds Authorization
+
+
+async def test_replay_rate_bounds_the_replay_and_live_writes_pass_through_meanwhile(tmp_path):
+    import time
+
+    core = pick_core(tmp_path)
+    async with saf(core.url, tmp_path / "s", replay_rate=10, replay_concurrency=4) as s:
+        for i in range(60):
+            assert (await s.send(put(f"/home/rate/q{i % 6}", b"%d" % i))).status == 202
+        await asyncio.to_thread(core.start)
+        try:
+            t0 = time.monotonic()
+            while not s.stats()["online"]:  # the next probe finds the core
+                await asyncio.sleep(0.01)
+            live = [await s.send(put(f"/home/rate/live{i}", b"x")) for i in range(20)]
+            await asyncio.sleep(1.0)
+            replayed, elapsed = s.stats()["replayed_total"], time.monotonic() - t0
+            # Token bucket: at most the 100 ms burst plus rate x elapsed, whatever the speed.
+            assert replayed <= 1 + 10 * elapsed + 1, (replayed, elapsed)
+            assert replayed >= 1 and s.stats()["depth"] > 0
+            assert {r.status for r in live} == {201}  # not queued behind the backlog
+        finally:
+            core.stop()
