@@ -511,3 +511,35 @@ async def test_reads_after_close_are_storage_failures(tmp_path: Path, caplog):
         with pytest.raises(StorageFailure):
             call()
     assert "Traceback" not in caplog.text
+
+
+async def test_plain_memory_writes_skip_the_writer_thread(eng: Engine):
+    before = {s.name: s.value for s in eng.pool_stats()}
+    await eng.put("tmp/fast", b"1", "t", ())
+    await eng.append("tmp/fast", b"2")
+    after = {s.name: s.value for s in eng.pool_stats()}
+    assert after["memory_fast_writes"] - before["memory_fast_writes"] == 2
+    assert after["writer_ops"] == before["writer_ops"]
+    w = eng.read("tmp/fast")
+    assert w is not None and w.body == b"12"
+
+
+async def test_memory_writes_queue_behind_an_inflight_memory_delete(tmp_path: Path):
+    e = open_engine(tmp_path, max_memory_bytes=10)
+    try:
+        await e.put("tmp/a", b"12345678", "t", ())
+        # Submitted together: the delete goes to the writer (ledger), so the writes after it
+        # must not overtake it, neither for the same world nor for the memory quota.
+        d, p, q = await asyncio.gather(
+            e.delete("tmp/a"), e.put("tmp/a", b"new", "t", ()), e.put("tmp/b", b"1234567", "t", ())
+        )
+        assert (d.status, p.status, q.status) == (204, 201, 201)
+        w = e.read("tmp/a")
+        assert w is not None and w.body == b"new"
+        assert e.usage().memory_used == 10
+        # Once the delete is delivered, plain writes take the fast path again.
+        fast = {s.name: s.value for s in e.pool_stats()}["memory_fast_writes"]
+        await e.put("tmp/c", b"", "t", ())
+        assert {s.name: s.value for s in e.pool_stats()}["memory_fast_writes"] == fast + 1
+    finally:
+        e.close()

@@ -18,10 +18,18 @@ import threading
 import weakref
 from pathlib import Path
 
-from . import audit, checkpoint, worldstore
-from .errors import ElastikError, FatalError, StorageFailure, Unauthorized
+from . import audit, checkpoint, memory, worldstore
+from .errors import (
+    ElastikError,
+    FatalError,
+    PayloadTooLarge,
+    PreconditionFailed,
+    StorageFailure,
+    Unauthorized,
+)
 from .memory import MemoryStore
 from .model import (
+    Change,
     EngineConfig,
     EngineHooks,
     Idempotency,
@@ -32,7 +40,7 @@ from .model import (
     World,
     WriteResult,
 )
-from .mutations import LEDGER_GUARD_BODY, Mutations
+from .mutations import LEDGER_GUARD_BODY, Mutations, MutationStats
 from .readcache import ReadCache
 from .worldstore import LEDGER, is_memory
 from .writer import Op, Writer
@@ -100,6 +108,9 @@ class Engine:
         self._closed = False
         self._warned_state: set[tuple[str, str]] = set()
         self.startup = checkpoint.StartupReport()
+        # Memory writes handed to the writer and not yet delivered (event loop thread only).
+        self._writer_memory_ops = 0
+        self.memory_fast_writes = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -288,6 +299,7 @@ class Engine:
             PoolStat("checkpoints_written", ms.checkpoints_written, "counter"),
             PoolStat("startup_events_verified", self.startup.events_verified, "snapshot"),
             PoolStat("memory_worlds", len(self.memory), "snapshot"),
+            PoolStat("memory_fast_writes", self.memory_fast_writes, "counter"),
         ]
 
     # -- writes ----------------------------------------------------------------------------
@@ -302,7 +314,10 @@ class Engine:
         precondition: Precondition | None = None,
         idempotency: Idempotency | None = None,
     ) -> WriteResult:
-        op = Op("put", world, is_memory(world), bytes(body), content_type, tuple(headers))
+        memory_world = is_memory(world)
+        if memory_world and idempotency is None and not self._writer_memory_ops:
+            return self._memory_now("put", world, body, content_type, headers, precondition)
+        op = Op("put", world, memory_world, bytes(body), content_type, tuple(headers))
         return await self._submit(op, precondition, idempotency)
 
     async def append(
@@ -313,7 +328,10 @@ class Engine:
         precondition: Precondition | None = None,
         idempotency: Idempotency | None = None,
     ) -> WriteResult:
-        op = Op("append", world, is_memory(world), bytes(body))
+        memory_world = is_memory(world)
+        if memory_world and idempotency is None and not self._writer_memory_ops:
+            return self._memory_now("append", world, body, "", (), precondition)
+        op = Op("append", world, memory_world, bytes(body))
         return await self._submit(op, precondition, idempotency)
 
     async def delete(
@@ -324,6 +342,52 @@ class Engine:
         idempotency: Idempotency | None = None,
     ) -> WriteResult:
         return await self._submit(Op("delete", world, is_memory(world)), precondition, idempotency)
+
+    def _memory_now(
+        self,
+        kind: str,
+        world: str,
+        data: bytes,
+        content_type: str,
+        headers: tuple[tuple[str, str], ...],
+        precondition: Precondition | None,
+    ) -> WriteResult:
+        """A plain memory PUT/POST, applied right here on the event loop thread.
+
+        Nothing durable is involved, so there is no reason to hop to the writer thread and
+        wait for its fsync (under load that hop alone costs milliseconds of GIL handover).
+        Only used while no memory write is queued at the writer (see memory.py).
+        """
+        if self._closed:
+            raise StorageFailure()
+        mem, cfg, stats = self.memory, self.cfg, self._mut_stats()
+        with mem.lock:
+            try:
+                plan = memory.plan_write(
+                    kind, world, mem.get(world), bytes(data), content_type, tuple(headers),
+                    precondition, mem.used, cfg.max_world_bytes, cfg.max_memory_bytes,
+                )  # fmt: skip
+            except PreconditionFailed:
+                stats.precondition_failures += 1
+                raise
+            except PayloadTooLarge:
+                stats.quota_rejections += 1
+                raise
+            mem._set(world, plan.state)
+        self.memory_fast_writes += 1
+        self._emit(plan.change)
+        return plan.result
+
+    def _mut_stats(self) -> MutationStats:
+        assert self._mut is not None
+        return self._mut.stats
+
+    def _emit(self, change: Change) -> None:
+        for hook in self.hooks.on_change:
+            try:
+                hook(change)
+            except Exception:
+                log.exception("on_change hook failed")
 
     async def _submit(
         self, op: Op, precondition: Precondition | None, idempotency: Idempotency | None
@@ -336,13 +400,21 @@ class Engine:
         sem = self._pending.get(loop)
         if sem is None:
             sem = self._pending[loop] = asyncio.Semaphore(MAX_PENDING_WRITES)
-        async with sem:
-            op.precondition = precondition
-            op.idempotency = idempotency
-            op.loop = loop
-            op.future = fut = loop.create_future()
-            self._writer.submit(op)
-            return await fut
+        if op.memory:  # from now on, memory writes queue behind this one (see memory.py)
+            self._writer_memory_ops += 1
+        submitted = False
+        try:
+            async with sem:
+                op.precondition = precondition
+                op.idempotency = idempotency
+                op.loop = loop
+                op.future = fut = loop.create_future()
+                self._writer.submit(op)
+                submitted = True
+                return await fut
+        finally:
+            if op.memory and not submitted:
+                self._writer_memory_ops -= 1
 
     def _deliver(self, ops: list[Op]) -> None:
         """Writer thread: hand results to each op's loop, one callback per loop."""
@@ -360,6 +432,8 @@ class Engine:
         """Event loop thread: complete futures and emit changes, in commit order."""
         hooks = self.hooks.on_change
         for op in ops:
+            if op.memory:
+                self._writer_memory_ops -= 1
             fut = op.future
             if fut is not None and not fut.done():
                 if op.error is not None:

@@ -17,16 +17,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import audit, idempotency, worldstore
+from . import audit, idempotency, memory, worldstore
 from .errors import (
     ElastikError,
     InsufficientStorage,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     StorageFailure,
     Unauthorized,
 )
-from .memory import MemoryStore
 from .model import Change, EngineConfig, World, WriteResult
 from .readcache import ReadCache
 from .worldstore import LEDGER
@@ -84,7 +84,7 @@ class Mutations:
         self,
         conn: sqlite3.Connection,
         cfg: EngineConfig,
-        memory: MemoryStore,
+        memory_store: memory.MemoryStore,
         cache: ReadCache,
         storage_used: int,
         durable_worlds: int,
@@ -93,7 +93,7 @@ class Mutations:
         self.conn = conn
         self.cfg = cfg
         self.key = cfg.key
-        self.memory = memory
+        self.memory = memory_store
         self.cache = cache
         self.storage_used = storage_used
         self.durable_worlds = durable_worlds
@@ -432,29 +432,28 @@ class Mutations:
             b.memory[world] = None
             b.memory_used -= len(cur.body)
             return
-        if op.kind == "put":
-            self._precondition(op, None if cur is None else cur.etag)
-            body, ct, headers = op.body, op.content_type, tuple(sorted(op.headers))
-            status, kind = (201 if cur is None else 200), "put"
-        else:
-            if cur is None:
-                raise NotFound()
-            self._precondition(op, cur.etag)
-            body, ct, headers = cur.body + op.body, cur.content_type, cur.headers
-            status, kind = 200, "post"
-        self._check_world_size(len(body))
-        delta = len(body) - (0 if cur is None else len(cur.body))
-        limit = self.cfg.max_memory_bytes
-        if delta > 0 and b.memory_used + delta > limit:
+        try:
+            plan = memory.plan_write(
+                op.kind,
+                world,
+                cur,
+                op.body,
+                op.content_type,
+                op.headers,
+                op.precondition,
+                b.memory_used,
+                self.cfg.max_world_bytes,
+                self.cfg.max_memory_bytes,
+            )
+        except PreconditionFailed:
+            self.stats.precondition_failures += 1
+            raise
+        except PayloadTooLarge:
             self.stats.quota_rejections += 1
-            raise PayloadTooLarge(f"payload too large: max bytes {limit}\n")
-        if cur is not None and op.kind == "append" and not op.body:
-            etag = cur.etag
-        else:
-            etag = "sha256-" + audit.sha256_hex(body)
-        self._record(b, op, WriteResult(status, etag), Change(kind, world, etag))  # type: ignore[arg-type]
-        b.memory[world] = World(world, body, ct, headers, etag, False)
-        b.memory_used += delta
+            raise
+        self._record(b, op, plan.result, plan.change)
+        b.memory[world] = plan.state
+        b.memory_used += plan.delta
 
 
 def _ledger_state(conn: sqlite3.Connection, tail_hmac: str) -> World:
