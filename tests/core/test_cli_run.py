@@ -203,6 +203,14 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
         assert b"201 Created" in reply
         split = srv.raw(b"GET /home/split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert split.endswith(b"\r\n\r\nFOO /\xc3\xa9 bar!")
+        # Refused before the body was asked for (Expect: 100-continue): the connection closes.
+        for target, length, status in ((b"/home/e", b"70000000", b"413"), (b"/home", b"5", b"400")):
+            early = srv.raw(
+                b"PUT " + target + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w\r\n"
+                b"Expect: 100-continue\r\nContent-Length: " + length + b"\r\n\r\n"
+            )
+            assert early.startswith(b"HTTP/1.1 " + status)
+            assert b"\r\nconnection: close\r\n" in early and b"100 Continue" not in early
         http10 = srv.raw(b"GET /proc/version HTTP/1.0\r\n\r\n")
         assert http10.startswith(b"HTTP/1.0 200 ")
         h2c = srv.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")

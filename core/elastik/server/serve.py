@@ -78,6 +78,10 @@ class ElastikCycle(RequestResponseCycle):
             if self.disconnected:
                 return
             self.response_started = True
+            if self.waiting_for_100_continue and self.more_body:
+                # Answered without asking for the body: the client will not send it, so the
+                # connection cannot be reused (its next bytes would be taken as this body).
+                self.keep_alive = False
             self.waiting_for_100_continue = False
             status = message["status"]
             line = STATUS_LINE[status]
