@@ -274,3 +274,52 @@ def test_idempotency_key_too_long_is_400(ours: Server, uid: str) -> None:
     assert ours.snapshot() == before
     ok = ours.put(w, b"x", [("Idempotency-Key", "k" * 240 + uid[:15])])
     assert ok.status == 201
+
+
+def test_idempotency_concurrent_same_key_applies_once(ours: Server, uid: str) -> None:
+    import threading
+
+    w = f"/home/{uid}"
+    key = [("Idempotency-Key", f"race-{uid}")]
+    barrier = threading.Barrier(8)
+    results: list[object] = []
+
+    def go() -> None:
+        barrier.wait()
+        results.append(ours.put(w, b"raced", key))
+
+    threads = [threading.Thread(target=go) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    statuses = sorted((r.status, r.header("idempotency-replayed") or "") for r in results)  # type: ignore[attr-defined]
+    assert statuses == [(201, "")] + [(201, "true")] * 7
+    assert len({r.etag for r in results}) == 1  # type: ignore[attr-defined]
+    assert events(ours, w[1:]) == 1
+
+
+def test_idempotent_replay_emits_no_event(ours: Server, uid: str) -> None:
+    from tests.core.blackbox.wire import open_stream
+
+    w = f"/tmp/{uid}"
+    key = [("Idempotency-Key", f"sse-{uid}")]
+    with open_stream(ours, f"/listen/tmp/{uid}") as st:
+        assert ours.put(w, b"x", key).status == 201
+        assert st.read_events(1)[0]["event"] == ["put"]
+        assert ours.put(w, b"x", key).header("idempotency-replayed") == "true"
+        assert st.expect_silence(0.3) == b""
+
+
+def test_idempotency_keys_survive_restart(tmp_path: Path) -> None:
+    proc = servers.ours(tmp_path)
+    with servers.running(proc):
+        srv = Server(proc.host, proc.port)
+        first = srv.put("/home/kept", b"once", [("Idempotency-Key", "restart-key")])
+        assert first.status == 201
+    with servers.running(proc):
+        again = srv.put("/home/kept", b"once", [("Idempotency-Key", "restart-key")])
+        assert (again.status, again.etag) == (201, first.etag)
+        assert again.header("idempotency-replayed") == "true"
+        assert srv.put("/home/kept", b"other", [("Idempotency-Key", "restart-key")]).status == 422
+        assert events(srv, "home/kept") == 1
