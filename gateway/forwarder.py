@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
@@ -298,6 +299,7 @@ class StoreAndForward:
 
     # ------------------------------------------------------------------ index
     def _index(self, meta: PendingMeta) -> None:
+        meta.path = sys.intern(meta.path)  # one string per path, not one per entry
         self._all[meta.seq] = meta
         self._paths.setdefault(meta.path, deque()).append(meta)
         self._committed_bytes += meta.size
@@ -444,7 +446,7 @@ class StoreAndForward:
             # Probe with a head entry that is due (paths in round-robin order), or wait.
             wait: float | None = None
             for lane in self._paths.values():
-                due = lane[0].next_attempt - wall
+                due = self._due_in(lane[0], wall)
                 if due <= 0:
                     self._launch(lane[0], probe=True)
                     return None
@@ -457,7 +459,7 @@ class StoreAndForward:
             if path in self._inflight_paths:
                 continue
             head = self._paths[path][0]
-            due = head.next_attempt - wall
+            due = self._due_in(head, wall)
             if due > 0:
                 wait = due if wait is None else min(wait, due)
                 continue
@@ -467,6 +469,11 @@ class StoreAndForward:
             self._paths.move_to_end(path)  # round robin: this path goes to the back
             self._launch(head, probe=False)
         return wait
+
+    def _due_in(self, meta: PendingMeta, wall: float) -> float:
+        """Seconds until the entry may be retried. Never more than backoff_max_s: if the
+        wall clock stepped back (NTP on a device without RTC), replay must not stall."""
+        return min(meta.next_attempt - wall, self.config.backoff_max_s)
 
     def _launch(self, meta: PendingMeta, *, probe: bool) -> None:
         self._inflight_paths.add(meta.path)
