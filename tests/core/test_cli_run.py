@@ -211,6 +211,23 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
             )
             assert early.startswith(b"HTTP/1.1 " + status)
             assert b"\r\nconnection: close\r\n" in early and b"100 Continue" not in early
+        # An endless head is cut off instead of buffered.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            cut, refused = b"", False
+            try:
+                for _ in range(200):
+                    s.sendall(b"X-Fill: " + b"f" * 8000 + b"\r\n")
+                    time.sleep(0.001)
+            except (ConnectionResetError, BrokenPipeError):
+                refused = True  # the server closed while we were still sending
+            try:
+                while chunk := s.recv(65536):
+                    cut += chunk
+            except ConnectionResetError:
+                refused = True
+        assert refused or cut.startswith(b"HTTP/1.1 431 "), cut[:100]
+        assert srv.proc.poll() is None
         http10 = srv.raw(b"GET /proc/version HTTP/1.0\r\n\r\n")
         assert http10.startswith(b"HTTP/1.0 200 ")
         h2c = srv.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")

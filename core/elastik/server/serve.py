@@ -54,6 +54,11 @@ def _encode_non_ascii(url: bytes) -> bytes:
     return b"".join(b"%%%02X" % c if c >= 0x80 else bytes((c,)) for c in url)
 
 
+# A request head still incomplete after this many bytes is cut off with a bare 431 and the
+# connection closed, so a client cannot make us buffer an endless request line or header
+# block: everything a legal head may hold (above) plus slack for pipelined leftovers.
+MAX_UNFINISHED_HEAD = MAX_REQUEST_TARGET + MAX_HEAD_BYTES + 64 * 1024
+
 # Bodies up to this size are joined with the head into one write (one syscall, one TCP
 # segment for small answers); larger ones are written separately to avoid copying them.
 JOIN_BODY_MAX = 64 * 1024
@@ -150,6 +155,8 @@ class ElastikCycle(RequestResponseCycle):
 class ElastikHttpProtocol(HttpToolsProtocol):
     _at_request_line = True
     _real_method: bytes | None = None
+    _in_head = False
+    _head_seen = 0
 
     def data_received(self, data: bytes) -> None:
         # Fix-ups for a request line that starts this chunk (the common, unpipelined case):
@@ -169,16 +176,24 @@ class ElastikHttpProtocol(HttpToolsProtocol):
                 if not line.isascii():
                     data = _encode_non_ascii(line) + (b"" if end < 0 else data[end:])
         super().data_received(data)
+        if self._in_head:
+            self._head_seen += len(data)
+            if self._head_seen > MAX_UNFINISHED_HEAD and not self.transport.is_closing():
+                self._in_head = False
+                self._bare_close(b"431 Request Header Fields Too Large")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._at_request_line = False  # until this message completes at a chunk boundary
+        self._in_head = True
+        self._head_seen = 0
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._at_request_line = True
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         bare = 0
         if len(self.url) > MAX_REQUEST_TARGET:
             bare = 414
@@ -198,9 +213,15 @@ class ElastikHttpProtocol(HttpToolsProtocol):
             self._real_method = None
 
     def send_400_response(self, msg: str) -> None:
+        self._bare_close(b"400 Bad Request")
+
+    def _bare_close(self, status: bytes) -> None:
+        """A protocol-level rejection: no elastik headers, empty body, connection closed."""
         date = formatdate(usegmt=True).encode()
         self.transport.write(
-            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: "
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nconnection: close\r\ncontent-length: 0\r\ndate: "
             + date
             + b"\r\n\r\n"
         )
