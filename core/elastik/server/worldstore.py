@@ -90,9 +90,9 @@ CREATE TABLE IF NOT EXISTS checkpoint(
 # Pieces per world before a fold. 64 bounds the rows a read joins, and folding every 64
 # small appends divides the rewrite cost of a large world by 64.
 MAX_PIECES = 64
-# Worlds below 64 KiB are simply rewritten (cheap at that size) and so keep their whole body
-# in ``worlds.body``, where an operator looking at the database expects it.
-PIECES_MIN_SIZE = 64 * 1024
+# Worlds below 4 KiB are simply rewritten (a page or so, as cheap as a piece) and so keep
+# their whole body in ``worlds.body``, where an operator looking at the database expects it.
+PIECES_MIN_SIZE = 4 * 1024
 # Pieces always fold once they add up to the base body's size (and at least 1 MiB): the
 # rewrites then total at most twice the final size, i.e. O(1) per appended byte.
 FOLD_MIN_BYTES = 1024 * 1024
