@@ -184,7 +184,7 @@ def fingerprint(
 class Response:
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, headers: Headers, body: bytes = b""):
+    def __init__(self, status: int, headers: Headers, body: bytes | memoryview = b""):
         self.status = status
         self.headers = headers
         self.body = body
@@ -278,7 +278,7 @@ class App:
         send: Send,
         status: int,
         headers: Headers,
-        body: bytes,
+        body: bytes | memoryview,
         rid: int | None,
         start: int,
     ) -> None:
@@ -467,7 +467,7 @@ class App:
             if span is not None:
                 lo, hi = span
                 headers.append((b"content-range", content_range(lo, hi, len(body))))
-                return Response(206, headers, body[lo : hi + 1])
+                return Response(206, headers, memoryview(body)[lo : hi + 1])  # no copy
         return Response(200, headers, body)
 
     # ------------------------------------------------------------------ /proc
