@@ -102,8 +102,11 @@ _EVENT_COLS = (
 )
 
 
+_MEMORY_PREFIXES = tuple(root + "/" for root in sorted(MEMORY_ROOTS))
+
+
 def is_memory(world: str) -> bool:
-    return world.split("/", 1)[0] in MEMORY_ROOTS
+    return world.startswith(_MEMORY_PREFIXES)
 
 
 def readonly_uri(path: Path) -> str:
