@@ -187,6 +187,14 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
         assert big_body.startswith(b"HTTP/1.1 201 ")
         got = srv.raw(b"GET /tmp/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert got.endswith(b"\r\n\r\n" + b"z" * 200000)
+        part = srv.raw(
+            b"GET /tmp/big HTTP/1.1\r\nHost: x\r\nRange: bytes=100-150099\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        assert (
+            part.startswith(b"HTTP/1.1 206 ") and b"content-range: bytes 100-150099/200000" in part
+        )
+        assert part.endswith(b"\r\n\r\n" + b"z" * 150000)
         # A pipelined request whose body arrives in a later chunk keeps its bytes intact,
         # even when the chunk starts like an extension-method request line.
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
