@@ -314,3 +314,39 @@ async def test_read_your_writes_while_other_threads_fill_the_cache(tmp_path: Pat
             t.join()
         e.close()
     assert not errors
+
+
+async def test_writer_survives_a_failure_while_publishing(tmp_path: Path, monkeypatch):
+    from elastik.server import mutations
+
+    e = Engine.open(cfg(tmp_path / "data"))
+    try:
+        original = mutations.Mutations.after_commit
+        calls = {"n": 0}
+
+        def flaky(self, b, ops):  # type: ignore[no-untyped-def]
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("injected")
+            return original(self, b, ops)
+
+        monkeypatch.setattr(mutations.Mutations, "after_commit", flaky)
+        with pytest.raises(StorageFailure):
+            await e.put("home/first", b"", "t", ())
+        r = await e.put("home/second", b"", "t", ())  # the writer thread is still alive
+        assert r.status == 201
+    finally:
+        e.close()
+
+
+async def test_backpressure_bound_still_completes_every_write(tmp_path: Path, monkeypatch):
+    from elastik.server import engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "MAX_PENDING_WRITES", 2)
+    e = Engine.open(cfg(tmp_path / "data"))
+    try:
+        results = await asyncio.gather(*[e.put(f"home/bp{i}", b"", "t", ()) for i in range(40)])
+        assert [r.status for r in results] == [201] * 40
+        assert stats(e)["writer_max_batch"] <= 2
+    finally:
+        e.close()
