@@ -186,9 +186,9 @@ def run_parallel(sc: Scenario, procs: int, timeout: float = 300.0) -> Result:
     n = len(lat)
     seconds = max(p.seconds for p in parts)
     statuses: dict[str, int] = {}
-    for p in parts:
-        for k, v in p.statuses.items():
-            statuses[k] = statuses.get(k, 0) + v
+    for res in parts:
+        for code, count in res.statuses.items():
+            statuses[code] = statuses.get(code, 0) + count
 
     def pct(q: float) -> float:
         return lat[min(n - 1, int(q * n))] / 1e3 if n else 0.0

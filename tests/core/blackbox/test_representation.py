@@ -92,7 +92,7 @@ def test_default_policy(srv: Server, uid: str, ns: str) -> None:
 
 
 def test_header_values_last_wins_empty_kept_non_ascii_dropped(srv: Server, uid: str) -> None:
-    hs = [
+    hs: list[tuple[str, str | bytes]] = [
         ("Cache-Control", "first"),
         ("Cache-Control", "last"),
         ("Expires", ""),
