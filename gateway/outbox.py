@@ -221,16 +221,37 @@ def connect(db: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None, timeout=5)
     else:
         conn = sqlite3.connect(db, isolation_level=None, timeout=5, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        # After a checkpoint the WAL file is cut back to 4 MiB: an outbox that filled up
-        # during an outage does not keep its peak size on the SD card forever.
-        conn.execute("PRAGMA journal_size_limit=4194304")
-    conn.execute("PRAGMA busy_timeout=5000")
+    try:
+        if not readonly:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            # After a checkpoint the WAL file is cut back to 4 MiB: an outbox that filled
+            # up during an outage does not keep its peak size on the SD card forever.
+            conn.execute("PRAGMA journal_size_limit=4194304")
+        conn.execute("PRAGMA busy_timeout=5000")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
+class OutboxSchemaError(RuntimeError):
+    """The database is not an outbox this version understands (left untouched)."""
+
+
 def init_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables, or check that an existing outbox has our schema version (a
+    database of another version is refused before anything is changed in it)."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    ).fetchone()
+    if has_meta:
+        row = conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            found = row[0] if row else None
+            raise OutboxSchemaError(
+                f"outbox schema version {found!r} is not supported (this gateway: {SCHEMA_VERSION})"
+            )
     conn.executescript(_SCHEMA)
     conn.execute(
         "INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', ?)", (SCHEMA_VERSION,)
@@ -404,18 +425,22 @@ class Outbox:
             os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o600))
             os.chmod(self.db_path, 0o600)
             conn = connect(self.db_path)
-            init_schema(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            requeue_marked(conn)
-            conn.execute("COMMIT")
-            metas = [
-                PendingMeta(*row)
-                for row in conn.execute(
-                    "SELECT seq, path, size, accepted_at, attempts, next_attempt"
-                    " FROM pending ORDER BY seq"
-                )
-            ]
-            counters = {name: int(v) for name, v in conn.execute("SELECT * FROM counters")}
+            try:
+                init_schema(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                requeue_marked(conn)
+                conn.execute("COMMIT")
+                metas = [
+                    PendingMeta(*row)
+                    for row in conn.execute(
+                        "SELECT seq, path, size, accepted_at, attempts, next_attempt"
+                        " FROM pending ORDER BY seq"
+                    )
+                ]
+                counters = {name: int(v) for name, v in conn.execute("SELECT * FROM counters")}
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
             self._unlock()
             raise

@@ -254,3 +254,43 @@ async def test_replay_rate_bounds_the_replay_and_live_writes_pass_through_meanwh
             assert {r.status for r in live} == {201}  # not queued behind the backlog
         finally:
             core.stop()
+
+
+async def test_corrupt_outbox_refuses_to_start_and_is_left_untouched(tmp_path):
+    import sqlite3
+
+    state = tmp_path / "s"
+    state.mkdir()
+    (state / "outbox.db").write_bytes(b"not a database at all" * 200)
+    with pytest.raises(sqlite3.DatabaseError):
+        await saf("http://127.0.0.1:9", state).start()
+    assert (state / "outbox.db").read_bytes() == b"not a database at all" * 200
+    # The lock was released: once the file is moved away the gateway starts.
+    (state / "outbox.db").rename(state / "outbox.db.bad")
+    async with saf("http://127.0.0.1:9", state) as s:
+        assert s.stats()["depth"] == 0
+
+
+async def test_outbox_of_another_schema_version_is_refused_unchanged(tmp_path):
+    import sqlite3
+
+    from gateway.outbox import OutboxSchemaError
+
+    state = tmp_path / "s"
+    async with saf("http://127.0.0.1:9", state) as s:
+        assert (await s.send(put("/home/v", b"1"))).status == 202
+    conn = sqlite3.connect(state / "outbox.db")
+    conn.execute("UPDATE meta SET value='99' WHERE name='schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(OutboxSchemaError, match="'99' is not supported"):
+        await saf("http://127.0.0.1:9", state).start()
+    conn = sqlite3.connect(state / "outbox.db")
+    assert conn.execute("SELECT count(*) FROM pending").fetchone() == (1,)
+    conn.close()
+
+
+async def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "s").write_text("oops")
+    with pytest.raises(OSError):
+        await saf("http://127.0.0.1:9", tmp_path / "s").start()
