@@ -230,18 +230,21 @@ class FilteringUDP6(MessageInterfaceUDP6):
             return
         response.token = request.token
         response.remote = request.remote
-        if request.mtype is CON and acked:
-            response.mtype = CON
-            mman.send_message(response, lambda: None)
-            return
-        if request.mtype is CON:
-            response.mtype = ACK
-            response.mid = request.mid
-        else:
-            response.mtype = NON
-            response.mid = mman._next_message_id()
-        mman._store_response_for_duplicates(response)
-        self.send(response)
+        try:
+            if request.mtype is CON and acked:
+                response.mtype = CON
+                mman.send_message(response, lambda: None)
+                return
+            if request.mtype is CON:
+                response.mtype = ACK
+                response.mid = request.mid
+            else:
+                response.mtype = NON
+                response.mid = mman._next_message_id()
+            mman._store_response_for_duplicates(response)
+            self.send(response)
+        except Exception:  # socket closed under us while shutting down
+            self.counters.inc("send_errors")
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
