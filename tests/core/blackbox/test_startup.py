@@ -326,3 +326,45 @@ def test_numeric_limits_garbage_and_zero(impl: str, tmp_path: Path) -> None:
         assert pool["read_cache_max_entries"] == "5000"
     finally:
         assert live.terminate() == 0
+
+
+def test_coap_banner_and_shutdown_lines(impl: str, tmp_path: Path) -> None:
+    udp = servers.free_udp_port()
+    live = Live(impl, {"ELASTIK_COAP_PORT": str(udp), "ELASTIK_WRITE_TOKEN": "w"}, tmp_path)
+    try:
+        live.wait_ready()
+        live.wait_banner("scoap: UDP curl surface")
+        lines = normalize_banner(live.stderr())
+        assert f"scoap: listening on coap://127.0.0.1:{udp}/" in lines
+        assert "scoap: UDP curl surface; auth option 65001 maps to token tier" in lines
+        assert lines.index(f"scoap: listening on coap://127.0.0.1:{udp}/") > lines.index("auth:")
+    finally:
+        assert live.terminate() == 0
+    lines = normalize_banner(live.stderr())
+    assert "elastik-core: shutdown signal received" in lines
+    assert "scoap: shutdown signal received" in lines
+
+
+def test_coap_bind_failure_is_not_fatal(impl: str, tmp_path: Path) -> None:
+    env = {"ELASTIK_COAP_PORT": "5683", "ELASTIK_COAP_HOST": "no-such-host.invalid"}
+    live = Live(impl, env, tmp_path)
+    try:
+        live.wait_ready()  # HTTP keeps running
+        live.wait_banner("scoap: failed to bind coap://no-such-host.invalid:5683/: ")
+    finally:
+        assert live.terminate() == 0
+
+
+def test_ipv6_host_in_brackets(impl: str, tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    live = Live(impl, {"ELASTIK_HOST": "::1"}, tmp_path)
+    try:
+        live.wait_banner("auth:")
+        first = normalize_banner(live.stderr())[0]
+        assert first == f"elastik-core <V> on http://[::1]:{live.port}/"
+    finally:
+        live.kill()
