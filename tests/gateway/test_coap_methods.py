@@ -382,3 +382,16 @@ async def test_observe_when_the_core_refuses_the_listen_stream(make_gateway, cli
             await asyncio.sleep(0.1)
         assert len(gw.hub) == 1 and gw.counters.get("observations") == 1
         first.observation.cancel()
+
+
+async def test_observe_of_a_world_larger_than_one_datagram(gw, client, our_core):
+    big0, big1 = b"a" * 3000, b"b" * 5000
+    core_http(our_core, "PUT", "/home/m/obsbig", big0, authorization="Bearer w")
+    req = client.request(coap_message("GET", gw.port, "m/obsbig", observe=0))
+    first = await asyncio.wait_for(req.response, 10)
+    assert first.payload == big0  # block-wise, reassembled by the client
+    it = req.observation.__aiter__()
+    core_http(our_core, "PUT", "/home/m/obsbig", big1, authorization="Bearer w")
+    note = await asyncio.wait_for(it.__anext__(), 10)
+    assert note.payload == big1
+    req.observation.cancel()
