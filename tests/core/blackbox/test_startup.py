@@ -368,3 +368,28 @@ def test_ipv6_host_in_brackets(impl: str, tmp_path: Path) -> None:
         assert first == f"elastik-core <V> on http://[::1]:{live.port}/"
     finally:
         live.kill()
+
+
+def test_trace_pipeline_never_logs_secrets(impl: str, tmp_path: Path) -> None:
+    secret_w, secret_a = "w-" + "s3cr3t" * 4, "a-" + "t0k3n" * 4
+    env = {
+        "ELASTIK_TRACE_PIPELINE": "1",
+        "ELASTIK_WRITE_TOKEN": secret_w,
+        "ELASTIK_APPROVE_TOKEN": secret_a,
+    }
+    live = Live(impl, env, tmp_path)
+    try:
+        live.wait_ready()
+        s = live.server
+        assert s.put("/home/t", b"x", token=secret_w).status == 201
+        assert s.put("/home/t", b"x", token="wrong-guess-123").status == 401
+        assert s.delete("/home/t", token=secret_a).status == 204
+        s.get("/home/t", headers=[("Authorization", "Basic " + "OnNlY3JldHBhc3M=")])
+    finally:
+        assert live.terminate() == 0
+    err = live.stderr()
+    assert "elastik-core: pipeline trace ENABLED via ELASTIK_TRACE_PIPELINE" in err
+    assert "[req-" in err
+    for secret in (secret_w, secret_a, KEY, "wrong-guess-123", "OnNlY3JldHBhc3M=", "secretpass"):
+        assert secret not in err
+        assert secret not in live.stdout()
