@@ -17,7 +17,13 @@ import pytest
 
 from tests.gateway.coapwire import UdpClient, build, parse, path_options
 from tests.gateway.conftest import coap, coap_message, core_http
-from tests.support.servers import free_udp_port, reference, reference_python, running
+from tests.support.servers import (
+    ensure_reference,
+    free_udp_port,
+    reference,
+    reference_python,
+    running,
+)
 
 pytestmark = pytest.mark.reference
 
@@ -28,6 +34,7 @@ def dotted(msg) -> str:
 
 
 def ref_py(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    ensure_reference()  # creates .ref-venv with the reference SDK when missing
     return subprocess.run(
         [str(reference_python()), "-c", code, *args],
         capture_output=True,
@@ -78,6 +85,7 @@ async def test_reference_sdk_coap_client_against_our_gateway(make_gateway, our_c
 
 async def test_reference_cli_against_our_gateway(make_gateway, our_core):
     gw = await make_gateway(our_core.url)
+    await asyncio.to_thread(ensure_reference)
     py = str(reference_python())
 
     def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
