@@ -278,8 +278,8 @@ async def test_flood_of_10000_datagrams_is_counted_and_gateway_stays_responsive(
                 udp.send(b"\x40\x01" + i.to_bytes(2, "big") + b"\xf0")  # nibble 15
             else:
                 udp.send(build(GET, mid=i, mtype=NON, options=[(11, b"a"), (11, b"")]))
-            if i % 500 == 0:
-                await asyncio.sleep(0)
+            if i % 2 == 0:
+                await asyncio.sleep(0)  # the gateway shares this event loop: let it read
         await asyncio.sleep(0.5)
         probe = await UdpClient.open(gw.port)
         try:
@@ -289,11 +289,13 @@ async def test_flood_of_10000_datagrams_is_counted_and_gateway_stays_responsive(
         finally:
             probe.close()
         snap = gw.counters.snapshot()
-        dropped = snap.get("drop.bad_version", 0) + snap.get("drop.bad_token_length", 0)
-        dropped += snap.get("drop.option_nibble_15", 0)
-        answered = snap.get("requests", 0)
-        # The kernel may drop some under the burst; what arrived is all accounted for.
-        assert snap["datagrams"] >= 1 and dropped + answered + 1 >= snap["datagrams"] - 1
+        dropped = sum(v for k, v in snap.items() if k.startswith("drop."))
+        # The kernel may lose some of the burst; every datagram that arrived is accounted
+        # for: dropped with a counter, or a request that was answered.
+        assert snap["datagrams"] > 5000
+        assert snap["datagrams"] == dropped + snap["requests"], snap
+        assert snap.get("drop.bad_version", 0) > 0 and snap.get("drop.option_nibble_15", 0) > 0
+        assert snap.get("answered.4.00", 0) + snap.get("refused.bad_world_name", 0) > 0
         assert snap["exchange_cache_entries"] <= gw.cfg.exchange_cache
         assert gw.site.in_flight == 0
     finally:
