@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from aiocoap.message import Message
@@ -432,7 +431,3 @@ class CoapSite:
     @staticmethod
     def _endpoint(req: Message) -> Any:
         return getattr(req.remote, "blockwise_key", None) or repr(req.remote)
-
-
-def option_numbers(msg: Message) -> Iterable[int]:
-    return (int(o.number) for o in msg.opt.option_list())
