@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import sys
@@ -113,7 +114,14 @@ class StoreAndForward:
         self._clock = clock
         # Committed entries: all of them in seq order (oldest first), and per path.
         self._all: OrderedDict[int, PendingMeta] = OrderedDict()
-        self._paths: OrderedDict[str, deque[PendingMeta]] = OrderedDict()
+        self._paths: dict[str, deque[PendingMeta]] = {}
+        # Scheduling: paths whose head entry may be sent now (FIFO: round robin), and paths
+        # whose head waits for its backoff (heap of (due wall time, path); stale items are
+        # skipped when popped: _delayed_at holds each path's current one).
+        self._ready: deque[str] = deque()
+        self._ready_set: set[str] = set()
+        self._delayed: list[tuple[float, str]] = []
+        self._delayed_at: dict[str, float] = {}
         # Accepted-but-not-finished writes per path, including appends not yet committed:
         # non-zero means a new write to that path must queue behind.
         self._waiting: Counter[str] = Counter()
@@ -260,6 +268,8 @@ class StoreAndForward:
             accepted_at=now,
         )
         size = entry.size
+        if self._closing:  # close() began while this write was passing through
+            raise UpstreamUnavailable("gateway outbox is shutting down")
         if self._disk_full:
             self._count("disk_full_total")
             raise OutboxFull("gateway disk full: write not stored")
@@ -303,6 +313,7 @@ class StoreAndForward:
         self._all[meta.seq] = meta
         self._paths.setdefault(meta.path, deque()).append(meta)
         self._committed_bytes += meta.size
+        self._mark(meta.path)
 
     def _unindex(self, meta: PendingMeta) -> None:
         self._unprefetch(meta.seq)
@@ -316,6 +327,7 @@ class StoreAndForward:
                     lane.remove(meta)
             if not lane:
                 del self._paths[meta.path]
+                self._delayed_at.pop(meta.path, None)  # its heap item is stale now
         self._committed_bytes -= meta.size
         self._unwait(meta.path)
 
@@ -430,50 +442,75 @@ class StoreAndForward:
                 async with asyncio.timeout(delay or IDLE_WAIT_S):
                     await self._wake.wait()
 
+    def _mark(self, path: str, *, due: bool = False) -> None:
+        """Make a path with queued entries findable by the scheduler: ready now (or when
+        ``due``: its delay is over), or in the delayed heap until its head's backoff ends."""
+        if path in self._ready_set or path in self._inflight_paths or path in self._delayed_at:
+            return
+        lane = self._paths.get(path)
+        if not lane:
+            return
+        wall = self._clock()
+        # Never more than backoff_max_s ahead: if the wall clock stepped back (NTP on a
+        # device without RTC), replay must not stall.
+        due_at = min(lane[0].next_attempt, wall + self.config.backoff_max_s)
+        if due or due_at <= wall:
+            self._ready.append(path)
+            self._ready_set.add(path)
+        else:
+            self._delayed_at[path] = due_at
+            heapq.heappush(self._delayed, (due_at, path))
+
+    def _next_ready(self, wall: float) -> str | None:
+        """The first path whose head may be sent now (left at the front of ``_ready``)."""
+        while self._delayed and self._delayed[0][0] <= wall:
+            due_at, path = heapq.heappop(self._delayed)
+            if self._delayed_at.get(path) == due_at:
+                del self._delayed_at[path]
+                self._mark(path, due=True)
+        while self._ready:
+            path = self._ready[0]
+            lane = self._paths.get(path)
+            if lane and path not in self._inflight_paths:
+                return path
+            self._ready.popleft()  # emptied (or in flight: it is filed again when done)
+            self._ready_set.discard(path)
+        return None
+
+    def _take_ready(self) -> PendingMeta:
+        path = self._ready.popleft()
+        self._ready_set.discard(path)
+        return self._paths[path][0]
+
     def _schedule(self) -> float | None:
         """Start every replay that may start now; return how long to wait otherwise."""
         if not self._all:
             if not self._online and not self._inflight_seqs:
                 self._online = True  # nothing to probe with: let the next write try
             return None
-        mono = time.monotonic()
         wall = self._clock()
         if not self._online:
             if self._inflight_seqs:
                 return None  # the probe is out; its answer wakes us
+            mono = time.monotonic()
             if mono < self._probe_at:
                 return self._probe_at - mono
-            # Probe with a head entry that is due (paths in round-robin order), or wait.
-            wait: float | None = None
-            for lane in self._paths.values():
-                due = self._due_in(lane[0], wall)
-                if due <= 0:
-                    self._launch(lane[0], probe=True)
-                    return None
-                wait = due if wait is None else min(wait, due)
-            return wait
-        wait = None
-        for path in list(self._paths):
-            if len(self._inflight_seqs) >= self.config.replay_concurrency:
+            if self._next_ready(wall) is not None:
+                self._launch(self._take_ready(), probe=True)
                 return None
-            if path in self._inflight_paths:
-                continue
-            head = self._paths[path][0]
-            due = self._due_in(head, wall)
-            if due > 0:
-                wait = due if wait is None else min(wait, due)
-                continue
+            return self._delayed_wait(wall)
+        while len(self._inflight_seqs) < self.config.replay_concurrency:
+            if self._next_ready(wall) is None:
+                break
             token_wait = self._take_token()
             if token_wait > 0:
-                return token_wait if wait is None else min(wait, token_wait)
-            self._paths.move_to_end(path)  # round robin: this path goes to the back
-            self._launch(head, probe=False)
-        return wait
+                delayed = self._delayed_wait(wall)
+                return token_wait if delayed is None else min(token_wait, delayed)
+            self._launch(self._take_ready(), probe=False)
+        return self._delayed_wait(wall)
 
-    def _due_in(self, meta: PendingMeta, wall: float) -> float:
-        """Seconds until the entry may be retried. Never more than backoff_max_s: if the
-        wall clock stepped back (NTP on a device without RTC), replay must not stall."""
-        return min(meta.next_attempt - wall, self.config.backoff_max_s)
+    def _delayed_wait(self, wall: float) -> float | None:
+        return max(0.001, self._delayed[0][0] - wall) if self._delayed else None
 
     def _launch(self, meta: PendingMeta, *, probe: bool) -> None:
         self._inflight_paths.add(meta.path)
@@ -537,22 +574,7 @@ class StoreAndForward:
             self._came_online()
             status = response.status
             if retryable(status):
-                meta.attempts += 1
-                backoff = min(
-                    self.config.backoff_max_s,
-                    self.config.backoff_min_s * 2 ** min(meta.attempts - 1, 30),
-                )
-                meta.next_attempt = self._clock() + backoff * random.uniform(0.75, 1.0)
-                self._count("replay_retries_total")
-                log.info(
-                    "outbox: core answered %d to write #%d on %s; retry in %.1f s",
-                    status,
-                    meta.seq,
-                    meta.path,
-                    backoff,
-                )
-                fut = self._outbox.reschedule(meta.seq, meta.attempts, meta.next_attempt, status)
-                fut.add_done_callback(self._bookkeeping_done)
+                self._retry_later(meta, status, f"core answered {status}")
             elif 400 <= status < 500:
                 self._kill(meta, "rejected", status, bytes(response.body))
                 self._count("dead_total")
@@ -562,13 +584,31 @@ class StoreAndForward:
                 if len(self._done_seqs) == 1:
                     asyncio.get_running_loop().call_soon(self._flush_done)
                 self._count("replayed_total")
-        except Exception as exc:  # a bug or an I/O error must not kill the replay task
-            log.error("outbox: replay of #%d to %s failed: %r", meta.seq, meta.path, exc)
-            self._went_offline("replay error", probe=probe)
+        except Exception as exc:
+            # A bug or a local I/O error: this entry backs off like a 5xx, so that it
+            # cannot stop the other paths (and is visible: attempts, the log).
+            if meta.seq in self._all:
+                self._retry_later(meta, None, f"replay failed: {exc!r}")
         finally:
             self._inflight_paths.discard(meta.path)
             self._inflight_seqs.discard(meta.seq)
+            self._mark(meta.path)  # its next entry (or this one, after its backoff)
             self._wake.set()
+
+    def _retry_later(self, meta: PendingMeta, status: int | None, why: str) -> None:
+        """Back this path off: capped exponential per entry, persisted with it."""
+        meta.attempts += 1
+        backoff = min(
+            self.config.backoff_max_s,
+            self.config.backoff_min_s * 2 ** min(meta.attempts - 1, 30),
+        )
+        meta.next_attempt = self._clock() + backoff * random.uniform(0.75, 1.0)
+        self._count("replay_retries_total")
+        log.info(
+            "outbox: %s to write #%d on %s; retry in %.1f s", why, meta.seq, meta.path, backoff
+        )
+        fut = self._outbox.reschedule(meta.seq, meta.attempts, meta.next_attempt, status)
+        fut.add_done_callback(self._bookkeeping_done)
 
     # ------------------------------------------------------------------ housekeeping
     async def _tick(self) -> None:

@@ -7,6 +7,7 @@ stopped. Counters come from ``stats()`` and the CLI reads the same database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,48 @@ async def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "s").write_text("oops")
     with pytest.raises(OSError):
         await saf("http://127.0.0.1:9", tmp_path / "s").start()
+
+
+class _BuggyForOnePath:
+    """The real core client, except that it crashes (a bug, not a network error) on one
+    path: no real part fails that way on demand."""
+
+    def __init__(self, url: str, bad: str):
+        self.inner = CoreClient(url, timeout=10)
+        self.bad = bad
+
+    async def send(self, request: Request):  # type: ignore[no-untyped-def]
+        if request.path == self.bad:
+            raise ValueError("client bug")
+        return await self.inner.send(request)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_an_entry_whose_replay_crashes_backs_off_alone(tmp_path, capsys):
+    core = pick_core(tmp_path)
+    state = tmp_path / "s"
+    cfg = OutboxConfig(**{**FAST, "backoff_min_s": 0.2})
+    async with StoreAndForward(_BuggyForOnePath(core.url, "/home/bug/x"), state, cfg) as s:
+        for path in ("/home/bug/x", "/home/bug/a", "/home/bug/b"):
+            with pytest.raises(ValueError) if path == "/home/bug/x" else contextlib.nullcontext():
+                await s.send(put(path, b"v"))
+        # Core down: the two good writes are queued; the buggy one raised before queueing.
+        assert s.stats()["depth"] == 2
+    # Queue the buggy one too (as if it had been accepted), then replay with the core up.
+    async with saf(core.url, state) as s:
+        assert (await s.send(put("/home/bug/x", b"v"))).status == 202
+    await asyncio.to_thread(core.start)
+    try:
+        async with StoreAndForward(_BuggyForOnePath(core.url, "/home/bug/x"), state, cfg) as s:
+            for _ in range(200):
+                if s.stats()["replayed_total"] >= 2 and s.stats()["replay_retries_total"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            st = s.stats()
+            assert st["replayed_total"] >= 2 and st["depth"] == 1 and st["online"] == 1
+            assert st["replay_retries_total"] >= 2  # retried with backoff, still there
+        assert http_get(core.url, "/home/bug/a")[2] == b"v"
+    finally:
+        core.stop()
