@@ -65,6 +65,20 @@ def machine() -> str:
     return f"nproc {nproc}, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
+def filesystem(path: Path) -> str:
+    """The filesystem type holding ``path`` (fsync cost depends on it), from /proc/mounts."""
+    best, kind = "", "unknown"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _dev, mount, fstype = line.split()[:3]
+            inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
+            if inside and len(mount) > len(best):
+                best, kind = mount, fstype
+    except OSError:
+        pass
+    return kind
+
+
 def prepare(srv: servers.Proc, case: Case, prefix: str) -> None:
     """Create the worlds a scenario reads or appends to."""
     import http.client
@@ -129,6 +143,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a fifth of the requests")
     ap.add_argument("--write-docs", type=Path, help="replace the Core vs reference section")
+    ap.add_argument("--data-root", type=Path, help="where the data dirs go (default: temp dir)")
     ap.add_argument(
         "--client-procs", type=int, default=2,
         help="load-generator processes per scenario (connections are split between them)",
@@ -138,8 +153,9 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     key = servers.new_key()
     rows: list[tuple[Case, Result, Result]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-core-", dir=args.data_root) as tmp:
         work = Path(tmp)
+        fs = filesystem(work.resolve())
         ref = servers.reference(work, key=key)
         ours = servers.ours(work, key=key)
         with servers.running(ref), servers.running(ours):
@@ -166,7 +182,7 @@ def main() -> int:
     text = (
         "## Core vs reference\n\n"
         f"Command: `.venv/bin/python bench/core_vs_reference.py{mode} --write-docs docs/benchmarks.md`  \n"
-        f"Date: {now}  \nMachine: {machine()}  \n"
+        f"Date: {now}  \nMachine: {machine()}; data directories on {fs}  \n"
         f"Load average (1 min) when the run started: {load_before:.2f}\n\n"
         "Both cores run side by side with the same ELASTIK_KEY on loopback; each scenario loads\n"
         f"one server at a time from {args.client_procs} load-generator process(es) separate from\n"
