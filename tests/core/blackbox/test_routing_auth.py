@@ -293,3 +293,22 @@ def test_body_limit_before_auth_and_auth_before_existence(srv_quota: Server, uid
     assert_401(srv_quota.delete(f"/home/{uid}", token="w"), DELETE_401)
     r = srv_quota.put(f"/home/{uid}", b"x", token=None, headers=[("If-Match", '"nope"')])
     assert_401(r, WRITE_401)
+
+
+def test_request_ids_count_routed_requests_only(srv: Server, uid: str) -> None:
+    """Each request routed to elastik (errors and SSE too) takes the next id; requests
+    rejected by the HTTP parser take none. (This worker is the server's only client.)"""
+    from tests.core.blackbox.wire import Resp, open_stream
+
+    def rid(r: Resp) -> int:
+        return int(r.header("x-request-id") or -1)
+
+    first = rid(srv.get(f"/home/{uid}"))
+    assert rid(srv.get("/nope%FF")) == first + 1  # a 400 from elastik
+    assert rid(srv.put(f"/home/{uid}", b"x", token="bad")) == first + 2  # a 401
+    assert srv.raw(b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n").status == 400  # parser: no id
+    assert srv.get(f"/home/{uid}?" + "q" * 70000).status == 414  # no id
+    with open_stream(srv, f"/listen/{uid}") as st:
+        sse_id = int(st.header("x-request-id") or 0)
+    assert sse_id == first + 3
+    assert rid(srv.request("OPTIONS", "/")) == first + 4
