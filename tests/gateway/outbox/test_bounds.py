@@ -185,9 +185,28 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-async def test_disk_full_refuses_writes_with_outbox_full_and_counts_them_visibly(small_fs, capsys):
-    state = small_fs / "state"
+@pytest.fixture(params=["tmpfs", "max_page_count"])
+def full_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    """Where the outbox runs out of space, two ways: a 512 KiB tmpfs (needs mount, i.e.
+    root), and, anywhere, SQLite's max_page_count, which makes SQLite answer SQLITE_FULL
+    ("database or disk is full") exactly as a full disk does."""
+    if request.param == "tmpfs":
+        mnt = request.getfixturevalue("small_fs")
+        yield mnt / "state", None
+        return
+
+    async def limit(s: StoreAndForward) -> None:
+        # 60 pages of 4 KiB: the schema plus a few dozen 4 KB entries.
+        await s._outbox._submit(lambda conn: conn.execute("PRAGMA max_page_count=60"))
+
+    yield tmp_path / "state", limit
+
+
+async def test_disk_full_refuses_writes_with_outbox_full_and_counts_them_visibly(full_disk, capsys):
+    state, limit = full_disk
     async with saf(state, max_bytes=64 * 1024 * 1024) as s:
+        if limit is not None:
+            await limit(s)
         stored = 0
         with contextlib.suppress(OutboxFull):
             for i in range(2000):
@@ -204,7 +223,8 @@ async def test_disk_full_refuses_writes_with_outbox_full_and_counts_them_visibly
         await asyncio.sleep(1.3)  # the tick flushes counters into the released reserve
         shown = status(state, capsys)
         assert shown["depth"] == stored and shown["counters"]["disk_full_total"] == 2
-        assert shown["disk_free_bytes"] < 64 * 1024
+        if limit is None:
+            assert shown["disk_free_bytes"] < 64 * 1024  # the tmpfs really is full
     shown = status(state, capsys)
     assert shown["counters"]["disk_full_total"] == 2 and shown["depth"] == stored
 
