@@ -123,6 +123,22 @@ async def test_drop_oldest_moves_oldest_to_dead_letters_and_keeps_accepting(tmp_
             core.stop()
 
 
+async def test_dead_letters_are_bounded_and_the_pruned_ones_counted(tmp_path, capsys):
+    state = tmp_path / "s"
+    async with saf(state, max_bytes=2000, policy="drop-oldest", max_dead_letters=5) as s:
+        for i in range(40):
+            assert (await s.send(write(i))).status == 202
+        dropped = s.stats()["dropped_total"]
+        assert dropped > 5
+        for _ in range(60):
+            if s.stats()["dead_pruned_total"] == dropped - 5:
+                break
+            await asyncio.sleep(0.05)
+        assert s.stats()["dead_pruned_total"] == dropped - 5
+    shown = status(state, capsys)
+    assert shown["dead_letters"] == 5 and shown["counters"]["dead_pruned_total"] == dropped - 5
+
+
 async def test_age_bound_reject_refuses_new_writes_but_keeps_old_ones(tmp_path, capsys):
     clock = Clock()
     state = tmp_path / "s"
