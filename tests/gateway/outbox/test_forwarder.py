@@ -341,3 +341,32 @@ async def test_an_entry_whose_replay_crashes_backs_off_alone(tmp_path, capsys):
         assert http_get(core.url, "/home/bug/a")[2] == b"v"
     finally:
         core.stop()
+
+
+async def test_timeout_while_core_is_frozen_queues_with_same_key_and_applies_once(tmp_path):
+    """SIGSTOP the core: the gateway's request sits in the core's socket, the client times
+    out and queues the write; after SIGCONT the core handles the original request too.
+    Both carry the same Idempotency-Key, so the write lands once, in order."""
+    import os
+    import signal
+
+    core = pick_core(tmp_path).start()
+    try:
+        cfg = OutboxConfig(**FAST)
+        async with StoreAndForward(CoreClient(core.url, timeout=1.0), tmp_path / "s", cfg) as s:
+            assert (await s.send(put("/home/frozen/a", b"A"))).status == 201
+            assert core.proc is not None
+            os.kill(core.proc.pid, signal.SIGSTOP)
+            try:
+                frozen = await s.send(post("/home/frozen/a", b"B"))
+                assert frozen.status == 202  # timed out, then queued durably
+                assert (await s.send(post("/home/frozen/a", b"C"))).status == 202
+            finally:
+                os.kill(core.proc.pid, signal.SIGCONT)
+            st = await drained(s)
+            assert st["replayed_total"] == 2 and st["unavailable_total"] >= 1
+        assert http_get(core.url, "/home/frozen/a")[2] == b"ABC"
+        _, headers, _ = http_get(core.url, "/proc/audit/home/frozen/a/verify")
+        assert headers["x-audit-events"] == "3"
+    finally:
+        core.stop()
