@@ -200,3 +200,22 @@ def test_reference_durable_name_over_name_max_is_500(pool: object) -> None:
         assert r.status == 500, (method, r)
         if method != "HEAD":
             assert r.body == b"internal error: storage failure\n"
+
+
+UTF8_TARGETS = [
+    ("/home/{u}%FF", "world"),
+    ("/listen/{u}%FF", "pattern"),
+    ("/proc/audit/{u}%C3/verify", "audit_path"),
+]
+
+
+@pytest.mark.parametrize(("target", "name"), UTF8_TARGETS, ids=[t[1] for t in UTF8_TARGETS])
+@pytest.mark.parametrize("method", ["PUT", "POST", "DELETE", "HEAD", "PATCH", "OPTIONS"])
+def test_invalid_utf8_is_400_before_method_routing(
+    srv: Server, uid: str, target: str, name: str, method: str
+) -> None:
+    body = b"x" if method in ("PUT", "POST") else None
+    r = srv.request(method, target.format(u=uid), body, token="a")
+    assert r.status == 400, r
+    assert r.body == (b"" if method == "HEAD" else utf8_error(name))
+    assert not r.has("allow")
