@@ -377,3 +377,19 @@ def test_range_on_empty_world_and_if_range(srv: Server, uid: str) -> None:
     for other in ("W/" + tag, '"nope"', "Sun, 01 Jan 2090 00:00:00 GMT"):
         full = srv.get(f"/home/{uid}", headers=[("Range", "bytes=0-1"), ("If-Range", other)])
         assert (full.status, full.body) == (200, b"0123456789"), other
+
+
+def test_etag_chain_with_unicode_name_and_headers(srv: Server, uid: str) -> None:
+    """Field lengths in the HMAC input are UTF-8 byte counts (§14.4); headers sorted (§14.5)."""
+    w = f"home/{uid}/é ü"
+    chain = Chain(srv.key, w)
+    target = f"/home/{uid}/%C3%A9%20%C3%BC"
+    hs = [("x-frame-options", "DENY"), ("cache-control", "no-cache")]
+    r = srv.put(
+        target,
+        "é".encode(),
+        [("X-Frame-Options", "DENY"), ("Content-Type", "text/é?"), ("Cache-Control", "no-cache")],
+    )
+    # a non-ASCII content type is stored as application/octet-stream (§10)
+    assert r.etag == chain.put("é".encode(), OCTET, hs)
+    assert srv.post(target, b"\xff\x00").etag == chain.append(b"\xff\x00")
