@@ -252,3 +252,45 @@ def test_random_paths_identical(pair: tuple[Server, Server]) -> None:
             diffs.append(f"{method} {target}\n  ref:  {ca}\n  ours: {cb}")
     assert not diffs, "\n".join(diffs[:10])
     same(pair, "GET", "/proc/worlds")
+
+
+RANGE_VALUES = [
+    "bytes=0-0", "bytes=0-", "bytes=-1", "bytes=-0", "bytes=5-2", "bytes=3-1000", "bytes=1000-",
+    "bytes=0-1,3-4", "bytes=,", "items=0-1", "Bytes=0-1", "bytes= 0-1", "bytes=a-b", "bytes=-",
+    "bytes=18446744073709551616-", "bytes=0-18446744073709551615", "",
+]  # fmt: skip
+
+
+def test_random_reads_identical(pair: tuple[Server, Server]) -> None:
+    """GET/HEAD with random Range, If-Range, If-None-Match and If-Match (§7.1, §8, §9)."""
+    rng = random.Random(SEED + 2)
+    worlds = {
+        "/home/r/text": (b"0123456789abcdef", [("Content-Type", "text/plain"), ("X-Meta-K", "v")]),
+        "/home/r/empty": (b"", [("Cache-Control", "no-store")]),
+        "/tmp/r/mem": (b"memory world", [("Content-Type", "a/b"), ("Expires", "0")]),
+    }
+    tags = {}
+    for target, (body, put_headers) in worlds.items():
+        tags[target] = same(pair, "PUT", target, body, put_headers, token="w").etag or ""
+    diffs = []
+    for _ in range(250):
+        target = rng.choice([*worlds, "/home/r/missing"])
+        tag = tags.get(target, '"none"')
+        candidates = [tag, "W/" + tag, "*", '"other"', f'"x", {tag}', tag.strip('"'), ""]
+        headers: list[tuple[str, str]] = []
+        if rng.random() < 0.6:
+            headers.append(("Range", rng.choice(RANGE_VALUES)))
+        if rng.random() < 0.3:
+            headers.append(("If-Range", rng.choice([*candidates, "Sun, 01 Jan 2090 00:00:00 GMT"])))
+        if rng.random() < 0.3:
+            headers.append(("If-None-Match", rng.choice(candidates)))
+        if rng.random() < 0.15:
+            headers.append(("If-Match", rng.choice(candidates)))
+        method = rng.choice(["GET", "GET", "HEAD"])
+        a = pair[0].request(method, target, None, headers)
+        b = pair[1].request(method, target, None, headers)
+        if comparable(a) != comparable(b):
+            diffs.append(
+                f"{method} {target} {headers}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
+            )
+    assert not diffs, "\n".join(diffs[:10])
