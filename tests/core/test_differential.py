@@ -294,3 +294,38 @@ def test_random_reads_identical(pair: tuple[Server, Server]) -> None:
                 f"{method} {target} {headers}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
             )
     assert not diffs, "\n".join(diffs[:10])
+
+
+HEADER_NAMES = [
+    "Cache-Control", "content-disposition", "Content-Encoding", "content-language", "content-md5",
+    "Expires", "Access-Control-Allow-Origin", "access-control-max-age", "X-Frame-Options",
+    "Content-Security-Policy", "Permissions-Policy", "Referrer-Policy", "X-Robots-Tag",
+    "Cross-Origin-Resource-Policy", "X-Meta-A", "x-meta-b", "X-META-C", "Last-Modified",
+    "Strict-Transport-Security", "Content-Location", "Refresh", "Warning", "X-Custom",
+    "Cookie", "Set-Cookie", "Origin", "Referer", "User-Agent", "Accept", "Prefer", "Priority",
+    "Sec-Fetch-Site", "Access-Control-Request-Headers", "Want-Digest", "X-B3-TraceId",
+    "X-Amzn-Trace-Id", "CF-Ray", "Forwarded", "X-Forwarded-For", "Traceparent", "Pragma",
+    "Etag", "Link", "Location", "Vary", "Age", "Server", "X-Content-Type-Options",
+    "X-Request-Id", "Alt-Svc", "Retry-After", "Early-Data", "DNT", "Save-Data", "Width",
+]  # fmt: skip
+HEADER_VALUES = ["v", "", "a, b", "with space", "tab\there", "caf\xe9", "x" * 300, '"q"']
+
+
+def test_random_persisted_headers_identical(pair: tuple[Server, Server]) -> None:
+    """The four-layer header policy (§11) on random header sets: GET replays the same."""
+    rng = random.Random(SEED + 3)
+    diffs = []
+    for i in range(120):
+        headers = [
+            (rng.choice(HEADER_NAMES), rng.choice(HEADER_VALUES)) for _ in range(rng.randint(1, 6))
+        ]
+        target = f"/{rng.choice(['home', 'tmp'])}/hdr/{i % 7}"
+        a = pair[0].request("PUT", target, b"h", headers, token="w")
+        b = pair[1].request("PUT", target, b"h", headers, token="w")
+        ga, gb = pair[0].get(target), pair[1].get(target)
+        for label, x, y in (("PUT", a, b), ("GET", ga, gb)):
+            if comparable(x) != comparable(y):
+                diffs.append(
+                    f"{label} {target} {headers}\n  ref:  {comparable(x)}\n  ours: {comparable(y)}"
+                )
+    assert not diffs, "\n".join(diffs[:10])
