@@ -258,3 +258,25 @@ async def test_no_trace_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     app, _ = make_app()
     await call(app, "GET", "/home/x")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [("/listen/%FF", "pattern"), ("/proc/audit/%C3/verify", "audit_path"), ("/home/%FF", "world")],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"])
+async def test_invalid_utf8_is_400_before_method_routing(
+    method: str, path: str, param: str
+) -> None:
+    app, engine = make_app()
+    res = await call(app, method, path, W, b"x")
+    assert res.status == 400 and res.header("allow") is None
+    if method != "HEAD":
+        assert res.body == b"Invalid URL: Invalid UTF-8 in `" + param.encode() + b"`"
+    assert engine.calls == []
+
+
+async def test_uncaptured_proc_paths_are_not_decoded() -> None:
+    app, _ = make_app()
+    assert (await call(app, "GET", "/proc/x%FF")).status == 404
+    assert (await call(app, "OPTIONS", "/home")).status == 204  # other checks stay after routing

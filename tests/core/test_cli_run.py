@@ -236,6 +236,14 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
                 refused = True
         assert refused or cut.startswith(b"HTTP/1.1 431 "), cut[:100]
         assert srv.proc.poll() is None
+        for version in (b"HTTP/2.0", b"HTTP/1.2"):  # only 1.0 and 1.1 are served
+            v2 = srv.raw(
+                b"PUT /home/v2 " + version + b"\r\nHost: x\r\nAuthorization: Bearer w\r\n"
+                b"Content-Length: 1\r\n\r\nv"
+            )
+            assert v2.startswith(b"HTTP/1.1 400 ") and b"x-request-id" not in v2
+        gone = srv.raw(b"GET /home/v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert gone.startswith(b"HTTP/1.1 404 ")
         http10 = srv.raw(b"GET /proc/version HTTP/1.0\r\n\r\n")
         assert http10.startswith(b"HTTP/1.0 200 ")
         h2c = srv.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")

@@ -69,6 +69,9 @@ _ALLOW = {
     R_LISTEN: ALLOW_LISTEN,
     R_WORLD: ALLOW_WORLD,
 }
+# Routes whose path is captured (and so must be valid UTF-8 once percent-decoded, else 400
+# before any method check): raw prefix length to skip and the parameter name in the body.
+_CAPTURED = {R_WORLD: (1, "world"), R_LISTEN: (8, "pattern"), R_AUDIT: (12, "audit_path")}
 _METHODS = {
     ALLOW_READ: frozenset({"GET", "HEAD", "OPTIONS"}),
     ALLOW_LISTEN: frozenset({"GET", "OPTIONS"}),
@@ -236,6 +239,10 @@ class App:
                 await self._send(send, 404, [CL0], b"", rid, start)
                 return
             rt = route(raw)
+            if b"%" in raw and rt in _CAPTURED:
+                # The captured path is decoded before method routing (even for OPTIONS).
+                skip, param = _CAPTURED[rt]
+                paths.decode_utf8(raw[skip:], param)
             allow = _ALLOW[rt]
             if method not in _METHODS[allow]:
                 raise MethodNotAllowed(headers=[(b"allow", allow)])

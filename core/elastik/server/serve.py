@@ -201,6 +201,8 @@ class ElastikHttpProtocol(HttpToolsProtocol):
             sum(len(n) + len(v) + 4 for n, v in self.headers) + len(self.url) > MAX_HEAD_BYTES
         ):
             bare = 431
+        elif self.parser.get_http_version() not in ("1.0", "1.1"):
+            bare = 400  # hyper serves HTTP/1.0 and 1.1 only
         if bare:
             self.url = b"/"
             self.scope["extensions"] = {"elastik.bare": {"status": bare}}
