@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import struct
 import sys
@@ -59,7 +60,7 @@ async def test_bind_failure_is_not_fatal(
     monkeypatch.setitem(sys.modules, "gateway.coap.server", module)
     assert await cli.start_coap_frontdoor(cfg(5998), "http://x") is None
     assert capsys.readouterr().err == (
-        "scoap: failed to bind coap://127.0.0.1:5998/: Address already in use (os error 98)\n"
+        "scoap: failed to bind coap://127.0.0.1:5998/: Address in use (os error 98)\n"
     )
 
 
@@ -104,3 +105,25 @@ def test_coap_port_serves_the_gateway_front_door_in_process(tmp_path: Path) -> N
         "elastik-core: shutdown signal received",
         "scoap: shutdown signal received",
     ]
+
+
+@pytest.mark.xdist_group("core-cli")
+def test_coap_bind_failure_keeps_http_running(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        udp = busy.getsockname()[1]
+        proc = servers.ours(tmp_path, extra={"ELASTIK_COAP_PORT": str(udp)})
+        with servers.running(proc):
+            deadline = time.monotonic() + 20
+            while "scoap:" not in proc.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            line = next(x for x in proc.output().splitlines() if x.startswith("scoap:"))
+            assert (
+                line
+                == f"scoap: failed to bind coap://127.0.0.1:{udp}/: Address in use (os error 98)"
+            )
+            conn = http.client.HTTPConnection(proc.host, proc.port, timeout=10)
+            conn.request("GET", "/proc/version")
+            assert conn.getresponse().status == 200
+            conn.close()
+        assert proc.proc is not None and proc.proc.returncode == 0

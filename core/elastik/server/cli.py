@@ -169,8 +169,9 @@ async def start_coap_frontdoor(cfg: CoreConfig, app_url: str) -> Any:
         if inspect.isawaitable(handle):
             handle = await handle
     except OSError as exc:
-        code = exc.errno or 0
-        _err(f"scoap: failed to bind coap://{host}:{port}/: {os.strerror(code)} (os error {code})")
+        from .serve import os_error_text
+
+        _err(f"scoap: failed to bind coap://{host}:{port}/: {os_error_text(exc.errno or 0)}")
         return None
     except Exception as exc:  # the gateway's own startup errors: HTTP keeps running
         _err(f"scoap: failed to bind coap://{host}:{port}/: {exc}")

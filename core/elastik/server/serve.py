@@ -230,6 +230,12 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def os_error_text(code: int) -> str:
+    """``<text> (os error <n>)`` as the reference (a musl build) prints it."""
+    text = "Address in use" if code == errno.EADDRINUSE else os.strerror(code)
+    return f"{text} (os error {code})"
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind and listen, or raise ``FatalError('bind <host>:<port> failed: ...')`` (§1.3)."""
     try:
@@ -250,9 +256,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
-        code = exc.errno or 0
-        text = "Address in use" if code == errno.EADDRINUSE else os.strerror(code)
-        raise FatalError(f"bind {host}:{port} failed: {text} (os error {code})") from None
+        raise FatalError(f"bind {host}:{port} failed: {os_error_text(exc.errno or 0)}") from None
     sock.setblocking(False)
     return sock
 
