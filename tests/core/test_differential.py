@@ -8,6 +8,7 @@ memory worlds, persisted headers and conditionals that hit and miss.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import re
@@ -328,4 +329,35 @@ def test_random_persisted_headers_identical(pair: tuple[Server, Server]) -> None
                 diffs.append(
                     f"{label} {target} {headers}\n  ref:  {comparable(x)}\n  ours: {comparable(y)}"
                 )
+    assert not diffs, "\n".join(diffs[:10])
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+SCHEMES = ["Bearer", "bearer", "BeArEr", "Basic", "basic", "Token", "Digest", ""]
+SEPARATORS = [" ", "  ", "\t", " \t ", ""]
+CREDENTIALS = ["w", "a", "W", "ww", "w\t", b64(":w"), b64("u:w"), b64("w"), b64("u:a"),
+               b64("u:w:x"), b64(":"), "!!!", b64(":w")[:-1], ""]  # fmt: skip
+
+
+def test_random_credentials_identical(pair: tuple[Server, Server]) -> None:
+    """Credential extraction and tiers (§6) on random Authorization values."""
+    rng = random.Random(SEED + 4)
+    diffs = []
+    for i in range(200):
+        value = rng.choice(SCHEMES) + rng.choice(SEPARATORS) + rng.choice(CREDENTIALS)
+        headers = [("Authorization", value)]
+        if rng.random() < 0.15:
+            headers.append(("Authorization", "Bearer a"))  # only the first one counts
+        method = rng.choice(["PUT", "POST", "DELETE", "GET"])
+        target = f"/{rng.choice(['home', 'tmp', 'etc', 'var/log'])}/auth/{i % 5}"
+        body = b"c" if method in ("PUT", "POST") else None
+        a = pair[0].request(method, target, body, headers)
+        b = pair[1].request(method, target, body, headers)
+        if comparable(a) != comparable(b):
+            diffs.append(
+                f"{method} {target} {headers!r}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
+            )
     assert not diffs, "\n".join(diffs[:10])
