@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.core.blackbox.conftest import make_proc
-from tests.core.blackbox.wire import Server
+from tests.core.blackbox.wire import Server, open_stream
 from tests.support.servers import running
 
 OCTET = "application/octet-stream"
@@ -207,21 +207,29 @@ def test_size_limits_and_quotas(srv_quota: Server, uid: str) -> None:
 
 
 def test_policy_change_and_usage_survive_restart(impl: str, tmp_path: Path) -> None:
-    """Stored headers keep round-tripping under a new policy until the next PUT (§11), and
-    storage usage is recomputed from disk at startup (§12)."""
+    """Stored headers keep round-tripping under a new policy until the next PUT (§11),
+    storage usage is recomputed from disk at startup (§12), memory worlds are gone (§17)
+    and SSE ids start again at 1 (§16.4)."""
     proc = make_proc(impl, tmp_path, "q" * 40, {"ELASTIK_PERSIST_HEADERS": "x-meta-*"})
     with running(proc):
         s = Server(proc.host, proc.port)
         assert s.put("/home/kept", b"12345", [("X-Meta-Room", "attic")]).status == 201
         assert s.put("/home/other", b"678", [("X-Meta-Room", "cellar")]).status == 201
-        df = s.get("/proc/df").body
+        assert s.put("/tmp/gone", b"memory only").status == 201
+        storage_line = s.get("/proc/df").body.split(b"\n")[0]
     proc.env.pop("ELASTIK_PERSIST_HEADERS")
     with running(proc):
         s = Server(proc.host, proc.port)
-        assert s.get("/proc/df").body == df
-        assert s.get("/proc/df").body.split(b"\n")[0] == b"storage\t8\tunlimited\tunlimited"
+        df = s.get("/proc/df").body.split(b"\n")
+        assert df[0] == storage_line == b"storage\t8\tunlimited\tunlimited"
+        assert df[1] == b"memory\t0\t268435456\t268435456"  # the memory world is gone (§17)
+        assert df[2] == b"worlds\t2\tunlimited\tunlimited"
         assert s.get("/home/kept").header("x-meta-room") == "attic"
-        s.post("/home/kept", b"6")
+        assert s.get("/tmp/gone").status == 404
+        assert b"tmp/gone" not in s.worlds()
+        with open_stream(s, "/listen/*") as st:
+            s.post("/home/kept", b"6")
+            assert st.read_events(1)[0]["id"] == ["1"]  # SSE ids restart at 1 (§16.4)
         assert s.get("/home/kept").header("x-meta-room") == "attic"
         s.put("/home/other", b"678", [("X-Meta-Room", "cellar")])
         assert s.get("/home/other").header("x-meta-room") is None
