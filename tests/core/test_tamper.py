@@ -290,3 +290,30 @@ def test_d5_startup_cost_does_not_grow_with_history(core: servers.Proc) -> None:
     assert 1 <= n <= worlds + 20
     assert srv.verify("home/long").header("x-audit-events") == "221"
     assert verify_cli(core).returncode == 0
+
+
+@pytest.mark.parametrize("impl", [pytest.param("reference", marks=pytest.mark.reference), "ours"])
+def test_world_without_events_fails_verify(tmp_path: Path, impl: str) -> None:
+    """§14.7: zero events fail at index 0 (at-least-one-event / no-events); writes are 500."""
+    factory = servers.ours if impl == "ours" else servers.reference
+    proc = factory(tmp_path)
+    with servers.running(proc):
+        srv = srv_of(proc)
+        assert srv.put("/home/z", b"zero").status == 201
+        data = Path(proc.env["ELASTIK_DATA"])
+        if impl == "ours":
+            db, where = data / "elastik.db", "world = 'home/z'"
+        else:
+            db, where = data / "home%2Fz" / "universe.db", "1"
+        con = sqlite3.connect(db, timeout=10)
+        con.execute(f"DELETE FROM events WHERE {where}")
+        con.commit()
+        con.close()
+        v = srv.verify("home/z")
+        assert v.status == 409
+        assert v.header("x-audit-break-at") == "0"
+        assert v.header("x-audit-expected") == "at-least-one-event"
+        assert v.header("x-audit-actual") == "no-events"
+        r = srv.put("/home/z", b"again", token="w")
+        assert (r.status, r.body) == (500, b"internal error: storage failure\n")
+        assert srv.get("/home/z").body == b"zero"
