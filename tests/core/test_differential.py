@@ -12,12 +12,13 @@ import base64
 import os
 import random
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.core.blackbox.wire import Resp, Server, open_stream
+from tests.core.blackbox.wire import Resp, Server, Stream, open_stream
 from tests.support import servers
 
 pytestmark = [pytest.mark.reference]
@@ -361,3 +362,47 @@ def test_random_credentials_identical(pair: tuple[Server, Server]) -> None:
                 f"{method} {target} {headers!r}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
             )
     assert not diffs, "\n".join(diffs[:10])
+
+
+LISTEN_PATTERNS = [
+    "*", "%2A", "h*", "home/*", "home/sse*", "home/sse/*", "home/sse/x", "home/sse/x*", "tmp/*",
+    "home", "proc/*", "home/*/x", "**", "sse/*", "/home/sse/*", "home/sse%2Fx", "var/log/*",
+]  # fmt: skip
+
+
+def drain(st: Stream, quiet: float = 0.05) -> list[dict[str, list[str]]]:
+    """Every event already received (bytes that are in the socket buffer arrive at once)."""
+    events = []
+    while True:
+        try:
+            events += st.read_events(1, timeout=quiet)
+        except TimeoutError:
+            return events
+
+
+def test_listen_patterns_identical(pair: tuple[Server, Server]) -> None:
+    """The same writes seen through the same patterns (§16.2, §16.3) on both servers."""
+    streams = {(i, p): open_stream(srv, f"/listen/{p}") for i, srv in enumerate(pair) for p in LISTEN_PATTERNS}  # fmt: skip
+    try:
+        assert all(st.status == 200 for st in streams.values())
+        writes = [
+            ("PUT", "/home/sse/x", b"1", "w"), ("POST", "/home/sse/x", b"2", "w"),
+            ("PUT", "/home/sse/y/x", b"3", "w"), ("PUT", "/home/ssex", b"4", "w"),
+            ("PUT", "/tmp/sse", b"5", "w"), ("PUT", "/sse/x", b"6", "w"),
+            ("PUT", "/home/sse/x", b"7", "w"), ("DELETE", "/home/sse/x", None, "a"),
+            ("DELETE", "/tmp/sse", None, "a"), ("PUT", "/home/sse/x", b"8", "bad"),
+        ]  # fmt: skip
+        for method, target, body, token in writes:
+            same(pair, method, target, body, token=token)
+        same(pair, "PUT", "/tmp/sse-end", b"end", token="w")  # seen by "*": the end marker
+        time.sleep(0.3)  # every event has been emitted; let the last bytes arrive
+        for pattern in LISTEN_PATTERNS:
+            got: list[list[dict[str, list[str]]]] = []
+            for i in range(2):
+                got.append(drain(streams[(i, pattern)]))
+            assert got[1] == got[0], pattern
+            if pattern in ("*", "home/sse/*"):  # the comparison is not vacuous
+                assert len(got[0]) >= (10 if pattern == "*" else 4), got[0]
+    finally:
+        for st in streams.values():
+            st.close()
