@@ -170,6 +170,14 @@ def test_d6_core_coap_port_serves_coap(tmp_path: Path, impl: str) -> None:
         put = coap(udp, 0x03, ["home", "from-coap"], b"via udp", mid=7, options=auth)
         assert put[1] == 0x41  # 2.01 Created
         assert srv.get("/home/from-coap").body == b"via udp"
+        for code, path, payload, want in (
+            (0x01, ["home", "nope"], b"", (0x84, b"not found\n")),
+            (0x01, ["home"], b"", (0x80, b"bad world name\n")),
+            (0x01, ["home", ".."], b"", (0x80, b"bad world name\n")),
+            (0x03, ["home", "x"], b"v", (0x81, b"error\n")),  # no auth option
+        ):
+            r = coap(udp, code, path, payload)
+            assert (r[1], r.split(b"\xff", 1)[-1]) == want, (path, r)
         assert srv.verify("home/from-coap").status == 200
 
 
