@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 from _load import Result, Scenario, run_parallel  # noqa: E402
+from _report import fs_type, machine, write_section  # noqa: E402
 
 from tests.support import servers  # noqa: E402
 
@@ -50,33 +49,6 @@ CASES = [
     Case("GET durable world (1 KiB), c=16", "get", 16, 20000),
     Case("memory PUT, c=16", "put_mem", 16, 8000),
 ]
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"nproc {nproc}, {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
-
-
-def filesystem(path: Path) -> str:
-    """The filesystem type holding ``path`` (fsync cost depends on it), from /proc/mounts."""
-    best, kind = "", "unknown"
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            _dev, mount, fstype = line.split()[:3]
-            inside = str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount
-            if inside and len(mount) > len(best):
-                best, kind = mount, fstype
-    except OSError:
-        pass
-    return kind
 
 
 def prepare(srv: servers.Proc, case: Case, prefix: str) -> None:
@@ -124,21 +96,6 @@ def table(rows: list[tuple[Case, Result, Result]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def write_docs(path: Path, text: str) -> None:
-    doc = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    section = f"{MARK_START}\n{text.rstrip()}\n{MARK_END}"
-    if MARK_START in doc and MARK_END in doc:
-        doc = re.sub(
-            re.escape(MARK_START) + r".*?" + re.escape(MARK_END),
-            lambda _m: section,
-            doc,
-            flags=re.S,
-        )
-    else:
-        doc = doc.rstrip() + "\n\n" + section + "\n"
-    path.write_text(doc)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a fifth of the requests")
@@ -155,7 +112,7 @@ def main() -> int:
     rows: list[tuple[Case, Result, Result]] = []
     with tempfile.TemporaryDirectory(prefix="bench-core-", dir=args.data_root) as tmp:
         work = Path(tmp)
-        fs = filesystem(work.resolve())
+        fs = fs_type(work.resolve())
         ref = servers.reference(work, key=key)
         ours = servers.ours(work, key=key)
         with servers.running(ref), servers.running(ours):
@@ -192,7 +149,7 @@ def main() -> int:
         "by the client.\n\n" + result
     )
     if args.write_docs:
-        write_docs(args.write_docs, text)
+        write_section(args.write_docs, "core_vs_reference", text)
         print(f"wrote {args.write_docs}")
     return 0
 

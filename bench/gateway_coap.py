@@ -29,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import write_section  # noqa: E402
 
 # -- load generator (runs in a child process) -------------------------------------------------
 
@@ -315,7 +316,7 @@ def main() -> int:
     table = render(rows, args.seconds, args.rounds, load_at_start)
     print(table)
     if args.write_docs:
-        write_docs(Path(args.write_docs), table)
+        write_section(Path(args.write_docs), "gateway_coap", table)
     return 0
 
 
@@ -356,17 +357,6 @@ def render(rows: list, seconds: float, rounds: int = 1, load: float = 0.0) -> st
                 f"{ours[('durable', c)] / ref[('durable', c)]:.1f} x the reference."
             )
     return "\n".join(out) + "\n"
-
-
-def write_docs(path: Path, table: str) -> None:
-    start, end = "<!-- gateway_coap:start -->", "<!-- gateway_coap:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"  # re-read right before writing
-    block = f"{start}\n{table}{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ import argparse
 import asyncio
 import datetime as dt
 import os
-import platform
-import re
 import sys
 import tempfile
 import time
@@ -32,7 +30,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from _report import fs_type, machine, write_section  # noqa: E402
 
 from gateway.core_client import CoreClient  # noqa: E402
 from gateway.flow import Request  # noqa: E402
@@ -58,31 +58,6 @@ class Row:
     @property
     def rate(self) -> float:
         return self.writes / self.seconds if self.seconds else 0.0
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
-
-
-def fs_type(path: Path) -> str:
-    """File system type holding ``path`` (fsync cost depends on it), from /proc/mounts."""
-    best, kind = "", "unknown"
-    try:
-        for line in Path("/proc/mounts").read_text().splitlines():
-            _, mnt, fstype, *_ = line.split()
-            if str(path).startswith(mnt) and len(mnt) > len(best):
-                best, kind = mnt, fstype
-    except OSError:
-        pass
-    return kind
 
 
 async def drive(saf: StoreAndForward, total: int, concurrency: int, tag: str) -> Row:
@@ -257,14 +232,6 @@ def render(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def write_docs(path: Path, text: str) -> None:
-    doc = path.read_text()  # re-read right before writing: other sections change too
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END), re.S)
-    if not pattern.search(doc):
-        raise SystemExit(f"{path}: markers {MARK_START} / {MARK_END} not found")
-    path.write_text(pattern.sub(lambda _: f"{MARK_START}\n{text}\n{MARK_END}", doc))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the writes")
@@ -278,7 +245,7 @@ def main() -> int:
     text = render(rows)
     print(text)
     if ns.write_docs:
-        write_docs(ns.write_docs, text)
+        write_section(ns.write_docs, "gateway_outbox", text)
     return 0
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -24,8 +22,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "firmware-tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fw_support  # noqa: E402
+from _report import machine as host_machine  # noqa: E402
+from _report import write_section  # noqa: E402
 
 IMPORT_PROBE = """
 import gc
@@ -66,14 +67,6 @@ def mp(args: list[str], mpy_dir: Path, heap: str | None = None) -> str:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     mpv = subprocess.run(
         [
             str(fw_support.micropython_bin()),
@@ -83,7 +76,7 @@ def machine() -> str:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    return f"{os.cpu_count()} CPUs, {cpu}; Python {platform.python_version()}; {mpv} (unix port)"
+    return f"{host_machine()}; {mpv} (unix port)"
 
 
 def measure() -> str:
@@ -138,14 +131,6 @@ def measure() -> str:
     )
 
 
-def write_docs(path: Path, text: str) -> None:
-    doc = path.read_text()
-    pattern = re.compile(r"(<!-- micro:start -->\n).*?(<!-- micro:end -->)", re.S)
-    if not pattern.search(doc):
-        raise SystemExit(f"{path}: no <!-- micro:start --> ... <!-- micro:end --> region")
-    path.write_text(pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), doc))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench/micro_footprint.py")
     p.add_argument("--write-docs", type=Path, help="replace the micro region of this file")
@@ -153,7 +138,7 @@ def main() -> int:
     text = measure()
     print(text)
     if args.write_docs:
-        write_docs(args.write_docs, text)
+        write_section(args.write_docs, "micro", text)
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import secrets
 import socket
 import statistics
@@ -25,6 +24,9 @@ from pathlib import Path
 
 import elastik
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import cpu_model, write_section
+
 START, END = "<!-- sdk_transport:start -->", "<!-- sdk_transport:end -->"
 BODY = b"x" * 64  # a small sensor-sized value
 
@@ -33,16 +35,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class Tally:
@@ -129,17 +121,6 @@ def measure(n: int, blocks: int) -> str:
     return "\n".join(rows)
 
 
-def write_docs(path: Path, text: str) -> None:
-    doc = path.read_text() if path.exists() else ""  # re-read right before writing
-    pattern = re.compile(re.escape(START) + r"\n.*?" + re.escape(END), re.S)
-    region = f"{START}\n{text}\n{END}"
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _m: region, doc)
-    else:
-        doc = doc.rstrip("\n") + ("\n\n" if doc else "") + region + "\n"
-    path.write_text(doc)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench/sdk_transport.py")
     p.add_argument("--n", type=int, default=1000, help="requests of each kind per transport")
@@ -151,7 +132,7 @@ def main() -> int:
     text = measure(args.n, max(1, args.blocks))
     print(text)
     if args.write_docs:
-        write_docs(args.write_docs, text)
+        write_section(args.write_docs, "sdk_transport", text)
     return 0
 
 
