@@ -1,8 +1,9 @@
 """The core's four-layer persisted-header policy (PROTOCOL §11), for ``FakeElastik``.
 
 Layer 1 hard deny, layer 2 user deny (``ELASTIK_DENY_HEADERS``), layer 3 default allow,
-layer 4 user allow (``ELASTIK_PERSIST_HEADERS``). Kept in the SDK (not imported from the
-server) so the fake works with the SDK alone.
+layer 4 user allow (``ELASTIK_PERSIST_HEADERS``). The name lists are the server's own
+(``elastik.server.headerpolicy``, pure and light to import), so the fake and the core can
+never disagree about them.
 """
 
 from __future__ import annotations
@@ -10,126 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-HARD_DENY = frozenset(
-    [
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "proxy-authenticate",
-        "proxy-connection",
-        "host",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "http2-settings",
-        "http3-settings",
-        "accept",
-        "accept-charset",
-        "accept-encoding",
-        "accept-language",
-        "expect",
-        "from",
-        "max-forwards",
-        "origin",
-        "prefer",
-        "range",
-        "referer",
-        "referrer",
-        "dnt",
-        "user-agent",
-        "if-match",
-        "if-none-match",
-        "if-range",
-        "if-modified-since",
-        "if-unmodified-since",
-        "device-memory",
-        "downlink",
-        "dpr",
-        "ect",
-        "rtt",
-        "save-data",
-        "width",
-        "viewport-width",
-        "accept-ch",
-        "alt-used",
-        "attribution-reporting-eligible",
-        "available-dictionary",
-        "dictionary-id",
-        "early-data",
-        "idempotency-key",
-        "service-worker",
-        "service-worker-navigation-preload",
-        "upgrade-insecure-requests",
-        "alt-svc",
-        "server-timing",
-        "retry-after",
-        "x-powered-by",
-        "preference-applied",
-        "priority",
-        "critical-ch",
-        "clear-site-data",
-        "content-type",
-        "content-length",
-        "etag",
-        "accept-ranges",
-        "content-range",
-        "link",
-        "location",
-        "allow",
-        "date",
-        "server",
-        "www-authenticate",
-        "age",
-        "vary",
-        "x-request-id",
-        "x-elapsed-us",
-        "x-elapsed-ms",
-        "x-content-type-options",
-        "forwarded",
-        "via",
-        "x-forwarded-for",
-        "x-forwarded-host",
-        "x-forwarded-proto",
-        "x-real-ip",
-        "true-client-ip",
-        "client-ip",
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "b3",
-        "pragma",
-    ]
-)
-HARD_DENY_PREFIXES = ("sec-", "access-control-request-", "want-", ":", "x-b3-", "x-amzn-", "cf-")
-DEFAULT_ALLOW = frozenset(
-    [
-        "content-disposition",
-        "content-encoding",
-        "content-language",
-        "content-md5",
-        "cache-control",
-        "expires",
-        "access-control-allow-origin",
-        "access-control-allow-methods",
-        "access-control-allow-headers",
-        "access-control-allow-credentials",
-        "access-control-expose-headers",
-        "access-control-max-age",
-        "content-security-policy",
-        "content-security-policy-report-only",
-        "x-frame-options",
-        "permissions-policy",
-        "cross-origin-resource-policy",
-        "cross-origin-opener-policy",
-        "cross-origin-embedder-policy",
-        "referrer-policy",
-        "x-robots-tag",
-    ]
-)
+from elastik.server.headerpolicy import DEFAULT_ALLOW, HARD_DENY, HARD_DENY_PREFIXES
+
+__all__ = [
+    "DEFAULT_ALLOW",
+    "HARD_DENY",
+    "HARD_DENY_PREFIXES",
+    "HeaderAllowlist",
+    "coerce_allowlist",
+    "should_persist",
+]
 
 
 @dataclass(frozen=True)
