@@ -2,7 +2,7 @@
 
 Layer 1 hard deny, layer 2 user deny (``ELASTIK_DENY_HEADERS``), layer 3 default allow,
 layer 4 user allow (``ELASTIK_PERSIST_HEADERS``). The name lists are the server's own
-(``elastik.server.headerpolicy``, pure and light to import), so the fake and the core can
+(``elastik.headernames``, shared with ``elastik.server.headerpolicy``), so the fake and the core can
 never disagree about them.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from elastik.server.headerpolicy import DEFAULT_ALLOW, HARD_DENY, HARD_DENY_PREFIXES
+from elastik.headernames import DEFAULT_ALLOW, HARD_DENY, HARD_DENY_PREFIXES
 
 __all__ = [
     "DEFAULT_ALLOW",
