@@ -9,7 +9,6 @@ mapping of core answers to CoAP codes (``mapping.py``).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from typing import Any
@@ -27,6 +26,7 @@ from ..pipeline import RequestFlow
 from . import mapping
 from .blockwise import Block1Spool, Block2Cache, BlockError, block_slice
 from .datagram import MAX_DATAGRAM
+from .idemkeys import ExchangeKeys
 
 log = logging.getLogger("gateway.coap")
 
@@ -36,9 +36,6 @@ AUTH_OPTION = 65001
 KNOWN_CRITICAL = frozenset({1, 3, 5, 7, 11, 15, 17, 23, 27, 35, 39, AUTH_OPTION})
 PROXY_OPTIONS = frozenset({35, 39})
 METHODS: dict[int, Method] = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
-# Idempotency keys are stable for this long per (endpoint, MID, token): longer than
-# EXCHANGE_LIFETIME (247 s), short enough that a device whose MIDs wrap reuses no key.
-IDEMPOTENCY_BUCKET = 600
 
 
 def make_message(
@@ -69,10 +66,11 @@ def datagram_size(msg: Message, token: bytes) -> int:
     return n + (1 + len(msg.payload) if msg.payload else 0)
 
 
-def idempotency_key(remote: Any, mid: int, token: bytes, now: float) -> str:
-    addr = getattr(remote, "sockaddr", None) or repr(remote)
-    seed = f"{addr[0]}|{addr[1]}|{mid}|{token.hex()}|{int(now // IDEMPOTENCY_BUCKET)}"
-    return "coap-" + hashlib.sha256(seed.encode()).hexdigest()[:40]
+def _host_port(remote: Any) -> tuple[str, int]:
+    addr = getattr(remote, "sockaddr", None)
+    if addr is None:
+        return repr(remote), 0
+    return str(addr[0]), int(addr[1])
 
 
 class CoapSite:
@@ -102,12 +100,14 @@ class CoapSite:
         self.block1 = Block1Spool(max_block_transfers, max_block1_bytes)
         self.block2 = Block2Cache(max_block_transfers)
         self._obs_seq = 0
+        self.exchange_keys = ExchangeKeys()
         self._idle = asyncio.Event()
         self._idle.set()
         counters.gauge("in_flight", lambda: self.in_flight)
         counters.gauge("observations", lambda: len(self.observations))
         counters.gauge("block1_transfers", lambda: len(self.block1))
         counters.gauge("block2_cached", lambda: len(self.block2))
+        counters.gauge("idempotency_exchanges", lambda: len(self.exchange_keys))
 
     # -- aiocoap entry point ---------------------------------------------------------
     async def render_to_pipe(self, pipe: Any) -> None:
@@ -269,8 +269,9 @@ class CoapSite:
         if isinstance(cond, Message):
             return cond
         headers.update(cond)
-        headers["idempotency-key"] = idempotency_key(
-            req.remote, req.mid, bytes(req.token), time.time()
+        host, port = _host_port(req.remote)
+        headers["idempotency-key"] = self.exchange_keys.key(
+            host, port, req.mid, bytes(req.token), time.time()
         )
         resp = await self.flow.forward(
             method, world, grant, body=body if method != "DELETE" else b"", headers=headers
