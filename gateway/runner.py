@@ -86,12 +86,14 @@ class EmbeddedCore:
     async def start(self) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
         key = _read_or_create(self.dir / "key", lambda: secrets.token_hex(32))
+        # Generated tokens are hex: they never start with '-', so `--token T` works on any
+        # command line (argparse would take a leading '-' for an option).
         tokens = {
             "write": self.cfg.core_write_token
-            or _read_or_create(self.dir / "write-token", lambda: secrets.token_urlsafe(24)),
+            or _read_or_create(self.dir / "write-token", lambda: secrets.token_hex(24)),
             "approve": self.cfg.core_approve_token
             or self.cfg.upstream_token
-            or _read_or_create(self.dir / "approve-token", lambda: secrets.token_urlsafe(24)),
+            or _read_or_create(self.dir / "approve-token", lambda: secrets.token_hex(24)),
         }
         self.tokens = tokens
         with socket.socket() as s:
