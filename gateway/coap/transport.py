@@ -186,6 +186,30 @@ class FilteringUDP6(MessageInterfaceUDP6):
             counters.inc("dispatch_errors")
             log.exception("dispatching a CoAP message failed")
 
+    # -- ICMP errors ---------------------------------------------------------------------
+    # A device that sleeps or goes away right after sending makes our answer (a separate
+    # CON response, a retransmission, an Observe notification) meet "port unreachable".
+    # aiocoap hands that to the message layer and re-raises whatever comes back, and an
+    # exception out of these callbacks closes the datagram transport: the gateway would go
+    # deaf for every device. One device's dead port must never do that, so the error is
+    # counted and contained here.
+
+    def datagram_errqueue_received(
+        self, data: bytes, ancdata: Any, flags: int, address: Any
+    ) -> None:
+        self.counters.inc("icmp_errors")
+        try:
+            super().datagram_errqueue_received(data, ancdata, flags, address)
+        except Exception:
+            self.counters.inc("icmp_error_dispatch_failures")
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters.inc("socket_errors")
+        try:
+            super().error_received(exc)
+        except Exception:
+            self.counters.inc("icmp_error_dispatch_failures")
+
     # -- fast path ----------------------------------------------------------------------
     # A plain request (no Observe, no Block1/Block2, no No-Response) is answered with one
     # datagram and needs none of aiocoap's token and pipe bookkeeping. For those the
@@ -266,6 +290,24 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _ignore_icmp_errors(sock: Any) -> None:
+    """Turn off IP(V6)_RECVERR, which aiocoap turns on for its sockets.
+
+    With it on, an ICMP "port unreachable" from a device that went to sleep right after
+    sending is queued on our *server* socket; under uvloop the resulting error events made
+    the transport stop reading altogether (seen: datagrams piling up in the socket's
+    receive queue, the gateway deaf to every device). Without it Linux reports no ICMP
+    errors on an unconnected UDP socket: an answer to a vanished device is retransmitted
+    until its exchange gives up, which costs a few datagrams and nothing else.
+    """
+    for level, option in ((socket.IPPROTO_IPV6, 25), (socket.IPPROTO_IP, 11)):
+        # IPV6_RECVERR = 25, IP_RECVERR = 11 (linux/in6.h, linux/in.h)
+        try:
+            sock.setsockopt(level, option, 0)
+        except OSError:
+            pass
+
+
 async def create_context(
     site: Any, host: str, port: int, *, counters: Counters, exchange_cache: int
 ) -> tuple[Context, BoundedMessageManager, int]:
@@ -282,6 +324,7 @@ async def create_context(
     )
     transport.counters = counters
     transport.site = site
+    _ignore_icmp_errors(transport.transport.get_extra_info("socket"))
     transport._tasks = set()
     mman.message_interface = transport
     tman.token_interface = mman
