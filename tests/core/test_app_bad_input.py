@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .app_support import make_app
+from .app_support import make_fake_app
 from .asgi_client import call
 
 PATH_BYTES = st.lists(
@@ -41,7 +41,7 @@ METHODS = st.sampled_from(["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "P
 def test_random_requests_get_documented_answers(
     method: str, raw: bytes, headers: list[tuple[str, str]], body: bytes
 ) -> None:
-    app, engine = make_app(max_world_bytes=4)
+    app, engine = make_fake_app(max_world_bytes=4)
 
     async def go() -> None:
         if raw.startswith(b"/listen/") and method == "GET":

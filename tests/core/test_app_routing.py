@@ -7,7 +7,7 @@ from elastik import __version__
 from elastik.server.errors import StorageFailure
 from elastik.server.model import VerifyResult
 
-from .app_support import A, W, make_app
+from .app_support import A, W, make_app, make_fake_app
 from .asgi_client import call
 
 TEXT = "text/plain; charset=utf-8"
@@ -104,7 +104,7 @@ async def test_path_validation_precedes_auth() -> None:
 
 
 async def test_proc_listing_endpoints() -> None:
-    app, _ = make_app()
+    app, _ = make_fake_app()  # asserts the exact rendering of the fake's pool stats
     await call(app, "PUT", "/home/b", W, b"12345")
     await call(app, "PUT", "/home/a", W, b"1")
     await call(app, "PUT", "/tmp/z", W, b"22")
@@ -141,7 +141,7 @@ async def test_proc_requires_read_token_when_set() -> None:
 
 
 async def test_audit_outcomes_render_headers() -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     await call(app, "PUT", "/home/x", W, b"a")
     await call(app, "PUT", "/tmp/x", W, b"a")
     ok = await call(app, "GET", "/proc/audit/home/x/verify")
@@ -181,7 +181,7 @@ async def test_audit_path_errors(path: str, status: int, body: bytes) -> None:
 
 
 async def test_storage_failure_renders_500() -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     engine.fail_next = StorageFailure()
     res = await call(app, "GET", "/home/x")
     assert (res.status, res.body) == (500, b"internal error: storage failure\n")
@@ -190,7 +190,7 @@ async def test_storage_failure_renders_500() -> None:
 async def test_unexpected_exception_is_500_and_logged_without_token(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     engine.fail_next = RuntimeError("disk on fire")
     res = await call(app, "PUT", "/home/x", [("Authorization", "Bearer w")], b"x")
     assert (res.status, res.body) == (500, b"internal error: storage failure\n")
@@ -223,7 +223,7 @@ async def test_protocol_level_rejection_has_no_elastik_headers() -> None:
 async def test_stored_header_with_line_break_is_refused_not_injected() -> None:
     from elastik.server.model import World
 
-    app, engine = make_app()
+    app, engine = make_fake_app()
     engine.worlds["home/bad"] = World(
         "home/bad", b"x", "text/plain\r\nset-cookie: a=b", (), "hmac-" + "0" * 64, True
     )
@@ -233,7 +233,7 @@ async def test_stored_header_with_line_break_is_refused_not_injected() -> None:
 
 
 async def test_audit_details_are_sanitized() -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     await call(app, "PUT", "/home/x", W, b"a")
     engine.verify_result = VerifyResult(
         "broken", break_at="state", expected="content-type-a\r\nx: y", actual="ok"
@@ -268,7 +268,7 @@ async def test_no_trace_by_default(capsys: pytest.CaptureFixture[str]) -> None:
 async def test_invalid_utf8_is_400_before_method_routing(
     method: str, path: str, param: str
 ) -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     res = await call(app, method, path, W, b"x")
     assert res.status == 400 and res.header("allow") is None
     if method != "HEAD":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from elastik.server.errors import InsufficientStorage, PayloadTooLarge
 
-from .app_support import A, W, make_app
+from .app_support import A, W, make_app, make_fake_app
 from .asgi_client import call
 
 TEXT = "text/plain; charset=utf-8"
@@ -153,7 +153,7 @@ async def test_approve_token_writes_system_namespaces() -> None:
 @pytest.mark.parametrize("method", ["PUT", "POST", "DELETE"])
 @pytest.mark.parametrize("headers", [A, W, []])
 async def test_d4_delete_ledger_is_append_only(method: str, headers: list) -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     res = await call(app, method, "/var/log/deletes", headers, b"x")
     assert res.status == 401
     if headers == A:
@@ -168,7 +168,7 @@ async def test_d4_delete_ledger_is_append_only(method: str, headers: list) -> No
 
 
 async def test_body_limit_413_before_auth_even_without_token() -> None:
-    app, engine = make_app(max_world_bytes=4)
+    app, engine = make_fake_app(max_world_bytes=4)
     declared = await call(app, "PUT", "/home/x", [("Content-Length", "5")], b"12345")
     assert declared.status == 413
     assert declared.body == b"Failed to buffer the request body: length limit exceeded"
@@ -181,7 +181,7 @@ async def test_body_limit_413_before_auth_even_without_token() -> None:
 
 
 async def test_engine_errors_render_with_their_headers() -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     engine.fail_next = InsufficientStorage(10, 12, 3)
     res = await call(app, "PUT", "/home/x", W, b"12345")
     assert res.status == 507
@@ -196,7 +196,7 @@ async def test_engine_errors_render_with_their_headers() -> None:
 
 @pytest.mark.parametrize("prefix", ["/home/", "/tmp/", "/etc/"])
 async def test_d2_long_world_path_is_414_in_every_namespace(prefix: str) -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     name = prefix + "a" * 1100
     for method, headers in (("GET", []), ("PUT", A), ("DELETE", A), ("HEAD", [])):
         res = await call(app, method, name, headers, b"")
@@ -305,7 +305,7 @@ async def test_idempotency_key_reuse_with_different_request_is_422(
 
 @pytest.mark.parametrize("key", ["", "x" * 256])
 async def test_invalid_idempotency_key_is_400(key: str) -> None:
-    app, engine = make_app()
+    app, engine = make_fake_app()
     res = await call(app, "PUT", "/home/x", [*W, ("Idempotency-Key", key)], b"v")
     assert (res.status, res.body) == (400, b"bad request: invalid idempotency key\n")
     assert engine.calls == []
