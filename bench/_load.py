@@ -14,14 +14,15 @@ Request kinds (every body is ``body_size`` bytes):
 - ``get``:    GET  {prefix}              one world, created beforehand by the caller
 - ``put_mem``:PUT  /tmp/... {prefix}/{i % 1000} (memory worlds when the prefix is under /tmp)
 
-Run directly (``python bench/_load.py``) it reads one JSON scenario on stdin and prints one
-JSON result on stdout.
+Run directly (``python bench/_load.py [SCENARIO-JSON]``) it reads one JSON scenario from its
+argument (or stdin) and prints one JSON result on stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -170,18 +171,20 @@ def run_parallel(sc: Scenario, procs: int, timeout: float = 300.0) -> Result:
                            "keep_latencies": True, "conn_offset": k * per_conn,
                            "index_offset": k * per_total})  # fmt: skip
         child = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [sys.executable, str(Path(__file__).resolve()), json.dumps(asdict(part))],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert child.stdin is not None
-        child.stdin.write(json.dumps(asdict(part)))
-        child.stdin.close()
         children.append(child)
     parts = []
     for child in children:
-        assert child.stdout is not None
-        parts.append(Result(**json.loads(child.stdout.read())))
-        child.wait(timeout)
+        out, err = child.communicate(timeout=timeout)
+        try:
+            parts.append(Result(**json.loads(out)))
+        except ValueError:
+            raise RuntimeError(
+                f"load generator exited {child.returncode} with {len(out)} bytes of output: "
+                f"{err.strip()[-2000:]}"
+            ) from None
     lat = sorted(x for p in parts for x in p.latencies_us)
     n = len(lat)
     seconds = max(p.seconds for p in parts)
@@ -198,14 +201,18 @@ def run_parallel(sc: Scenario, procs: int, timeout: float = 300.0) -> Result:
 
 
 def main() -> None:
-    sc = Scenario(**json.loads(sys.stdin.read()))
+    sc = Scenario(**json.loads(sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()))
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # plain asyncio works, a little slower
         pass
-    print(json.dumps(asdict(asyncio.run(run(sc)))))
+    result = json.dumps(asdict(asyncio.run(run(sc))))
+    # The event loop can leave the inherited stdout pipe non-blocking, where a large write
+    # would be cut at the pipe's 64 KiB; write the result blocking.
+    os.set_blocking(sys.stdout.fileno(), True)
+    print(result)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ class FakeEngine:
             raise exc
         return self.worlds.get(world)
 
+    def write_now(self, *args: object) -> WriteResult | None:
+        return None  # every write takes the awaited path, where failures are injected
+
     async def put(
         self,
         world: str,

@@ -261,3 +261,28 @@ def test_wire_edges_over_a_real_socket(tmp_path: Path) -> None:
         assert b"201 Created" in put
     finally:
         assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("ns", ["tmp", "home"])
+def test_shutdown_signal_mid_body_finishes_the_request(tmp_path: Path, ns: str) -> None:
+    """A request whose head is in but whose body is still arriving when SIGTERM comes is
+    finished (answered with connection: close) before the process exits 0."""
+    srv = Server(tmp_path)
+    body = b"b" * 1000
+    head = (
+        f"PUT /{ns}/drain HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer w\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(head + body[:400])
+        time.sleep(0.2)
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert srv.proc.poll() is None  # still draining: the request is in flight
+        s.sendall(body[400:])
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 201 "), reply
+    assert b"\r\nconnection: close\r\n" in reply
+    assert srv.stop() == 0

@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -193,6 +193,33 @@ class Response:
         self.body = body
 
 
+def _first(headers: Headers) -> dict[bytes, bytes]:
+    """The request headers the handlers look at, first occurrence of each."""
+    first: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in _WANTED and name not in first:
+            first[name] = value
+    return first
+
+
+def _missing(cond: Conditions | None) -> ElastikError:
+    """§8: If-Match against a missing world is 412, whatever the engine checks first."""
+    if cond is not None and cond.if_match is not None:
+        return PreconditionFailed(BODY_IF_MATCH_MISSING)
+    return NotFound()
+
+
+def _write_response(world: str, result: WriteResult) -> Response:
+    out: Headers = [TEXT]
+    if result.etag is not None:
+        out.append((b"etag", b'"' + result.etag.encode() + b'"'))
+    if result.status == 201:
+        out.append((b"location", paths.encode_location(world)))
+    if result.replayed:
+        out.append(REPLAYED)
+    return Response(result.status, out)
+
+
 class App:
     """``App(engine, config)`` is the ASGI callable ``python -m elastik run`` serves."""
 
@@ -235,40 +262,11 @@ class App:
         if self.trace:
             send = self._traced(send, rid, start, method, raw, scope["headers"])
         try:
-            if raw == b"*":
-                await self._send(send, 404, [CL0], b"", rid, start)
+            handled = self._handle(method, raw, scope["headers"], None, receive)
+            if handled is None:  # /listen: a stream, not a response
+                await self._listen(raw, _first(scope["headers"]), receive, send, rid, start)
                 return
-            rt = route(raw)
-            if b"%" in raw and rt in _CAPTURED:
-                # The captured path is decoded before method routing (even for OPTIONS).
-                skip, param = _CAPTURED[rt]
-                paths.decode_utf8(raw[skip:], param)
-            allow = _ALLOW[rt]
-            if method not in _METHODS[allow]:
-                raise MethodNotAllowed(headers=[(b"allow", allow)])
-            if method == "OPTIONS":
-                await self._send(send, 204, [TEXT, (b"allow", allow)], b"", rid, start)
-                return
-            first: dict[bytes, bytes] = {}
-            for name, value in scope["headers"]:
-                if name in _WANTED and name not in first:
-                    first[name] = value
-            if rt == R_WORLD:
-                resp = await self._world(method, raw, first, scope, receive)
-            elif rt == R_LISTEN:
-                await self._listen(raw, first, receive, send, rid, start)
-                return
-            elif rt == R_ROOT:
-                resp = Response(200, [TEXT], ROOT_BODY)
-            elif rt == R_VERSION:
-                resp = Response(200, [TEXT], VERSION_LINE)
-            elif rt == R_PROC:
-                auth.require_read(self.tokens, auth.credential(first.get(b"authorization")))
-                resp = Response(200, [TEXT], self._proc(raw[6:]))
-            elif rt == R_AUDIT:
-                resp = await self._audit(raw, first)
-            else:
-                raise NotFound()
+            resp = handled if type(handled) is Response else await handled  # type: ignore[misc]
         except ElastikError as exc:
             resp = self._error(exc)
         except ClientGone:
@@ -279,6 +277,81 @@ class App:
         if resp.body or resp.status not in (204, 304):
             resp.headers.append((b"content-length", b"%d" % len(resp.body)))
         await self._send(send, resp.status, resp.headers, resp.body, rid, start)
+
+    def respond_now(
+        self, method: str, raw: bytes, headers: Headers, body: bytes
+    ) -> Response | None:
+        """The whole answer to a request whose body is already here, if it needs no wait.
+
+        The HTTP protocol (serve.py) calls this before it would set up an ASGI cycle; most
+        requests (reads, memory writes, every refusal) are answered right here, with exactly
+        the headers ``__call__`` would send. ``None`` means the request must go through the
+        ASGI path (a durable write, an Idempotency-Key, /listen, an audit, tracing on); then
+        nothing has happened yet and the same request is handled again there.
+        """
+        if self.trace:
+            return None
+        start = time.perf_counter_ns()
+        try:
+            handled = self._handle(method, raw, headers, body, None)
+            if handled is None:
+                return None
+            if type(handled) is not Response:
+                handled.close()  # type: ignore[union-attr]  # a coroutine that never ran
+                return None
+            resp: Response = handled
+        except ElastikError as exc:
+            resp = self._error(exc)
+        except Exception:
+            log.exception("internal error on %s %r", method, raw[:200])
+            resp = self._error(StorageFailure())
+        h = resp.headers
+        if resp.body or resp.status not in (204, 304):
+            h.append((b"content-length", b"%d" % len(resp.body)))
+        self.request_id += 1
+        h.append((b"x-request-id", b"%d" % self.request_id))
+        h.append((b"x-elapsed-us", b"%d" % ((time.perf_counter_ns() - start) // 1000)))
+        h.append(VARY)
+        h.append(NOSNIFF)
+        h.append((b"date", self.date.get()))
+        return resp
+
+    def _handle(
+        self, method: str, raw: bytes, headers: Headers, body: bytes | None, receive: Receive | None
+    ) -> Response | Coroutine[Any, Any, Response] | None:
+        """Route and answer one request: a ``Response`` when it is known without waiting, a
+        coroutine that produces it otherwise, ``None`` for /listen. Raises ``ElastikError``.
+
+        ``body`` is the whole request body when the caller already has it; ``None`` means
+        it is still to be read from ``receive``. Nothing is changed before a coroutine is
+        returned, so a caller may drop one unstarted.
+        """
+        if raw == b"*":
+            return Response(404, [])
+        rt = route(raw)
+        if b"%" in raw and rt in _CAPTURED:
+            # The captured path is decoded before method routing (even for OPTIONS).
+            skip, param = _CAPTURED[rt]
+            paths.decode_utf8(raw[skip:], param)
+        allow = _ALLOW[rt]
+        if method not in _METHODS[allow]:
+            raise MethodNotAllowed(headers=[(b"allow", allow)])
+        if method == "OPTIONS":
+            return Response(204, [TEXT, (b"allow", allow)])
+        if rt == R_WORLD:
+            return self._world(method, raw, _first(headers), headers, body, receive)
+        if rt == R_LISTEN:
+            return None
+        if rt == R_ROOT:
+            return Response(200, [TEXT], ROOT_BODY)
+        if rt == R_VERSION:
+            return Response(200, [TEXT], VERSION_LINE)
+        if rt == R_PROC:
+            auth.require_read(self.tokens, auth.credential(_first(headers).get(b"authorization")))
+            return Response(200, [TEXT], self._proc(raw[6:]))
+        if rt == R_AUDIT:
+            return self._audit(raw, _first(headers))
+        raise NotFound()
 
     async def _send(
         self,
@@ -328,22 +401,50 @@ class App:
         return Response(exc.status, [TEXT, *exc.headers], exc.body)
 
     # ------------------------------------------------------------------ worlds
-    async def _world(
-        self, method: str, raw: bytes, first: dict[bytes, bytes], scope: Scope, receive: Receive
-    ) -> Response:
+    def _world(
+        self,
+        method: str,
+        raw: bytes,
+        first: dict[bytes, bytes],
+        headers_in: Headers,
+        body: bytes | None,
+        receive: Receive | None,
+    ) -> Response | Coroutine[Any, Any, Response]:
         world = self._paths.get(raw)
         if world is None:
             world = paths.world_path(raw)
             if len(self._paths) >= _PATH_CACHE_MAX:
                 self._paths.clear()
             self._paths[raw] = world
-        cred_raw = first.get(b"authorization")
         if method == "GET" or method == "HEAD":
-            auth.require_read(self.tokens, auth.credential(cred_raw))
-            return self._get(method, world, first, scope)
+            auth.require_read(self.tokens, auth.credential(first.get(b"authorization")))
+            return self._get(method, world, first, headers_in)
         # Writes: body limit (413) before authentication (401), as the reference does.
-        body = b"" if method == "DELETE" else await self._read_body(first, receive)
-        cred = auth.credential(cred_raw)
+        if method == "DELETE":
+            body = b""
+        elif body is None:
+            assert receive is not None
+            return self._read_then_write(method, world, first, headers_in, receive)
+        elif len(body) > self.max_body:
+            raise PayloadTooLarge()
+        return self._world_write(method, world, first, headers_in, body)
+
+    async def _read_then_write(
+        self,
+        method: str,
+        world: str,
+        first: dict[bytes, bytes],
+        headers_in: Headers,
+        receive: Receive,
+    ) -> Response:
+        body = await self._read_body(first, receive)
+        resp = self._world_write(method, world, first, headers_in, body)
+        return resp if type(resp) is Response else await resp  # type: ignore[misc]
+
+    def _world_write(
+        self, method: str, world: str, first: dict[bytes, bytes], headers_in: Headers, body: bytes
+    ) -> Response | Coroutine[Any, Any, Response]:
+        cred = auth.credential(first.get(b"authorization"))
         if method == "DELETE":
             auth.require(self.tokens, cred, auth.APPROVE, auth.BODY_DELETE)
         else:
@@ -354,60 +455,62 @@ class App:
         key = first.get(b"idempotency-key")
         if key is not None and not (0 < len(key) <= IDEMPOTENCY_KEY_MAX):
             raise BadRequest(BODY_BAD_IDEMPOTENCY_KEY)
-        headers_in = scope["headers"]
         precondition = None
         cond: Conditions | None = None
         if b"if-match" in first or b"if-none-match" in first:
             cond = Conditions.from_headers(headers_in)
             precondition = cond.precondition()
-        try:
-            result = await self._write(method, world, body, headers_in, first, precondition)
-        except NotFound:
-            # §8: If-Match against a missing world is 412, whatever the engine checks first.
-            if cond is not None and cond.if_match is not None:
-                raise PreconditionFailed(BODY_IF_MATCH_MISSING) from None
-            raise
-        out: Headers = [TEXT]
-        if result.etag is not None:
-            out.append((b"etag", b'"' + result.etag.encode() + b'"'))
-        if result.status == 201:
-            out.append((b"location", paths.encode_location(world)))
-        if result.replayed:
-            out.append(REPLAYED)
-        return Response(result.status, out)
+        ctype = ""
+        persisted: tuple[tuple[str, str], ...] = ()
+        if method == "PUT":
+            ctype = content_type_value(first.get(b"content-type"))
+            persisted = self.policy.persisted(headers_in)
+        if key is None and method != "DELETE":
+            try:
+                now = self.engine.write_now(
+                    "put" if method == "PUT" else "append", world, body, ctype, persisted,
+                    precondition,
+                )  # fmt: skip
+            except NotFound:
+                raise _missing(cond) from None
+            if now is not None:
+                return _write_response(world, now)
+        return self._write(method, world, body, ctype, persisted, key, precondition, cond)
 
     async def _write(
         self,
         method: str,
         world: str,
         body: bytes,
-        headers_in: Headers,
-        first: dict[bytes, bytes],
+        ctype: str,
+        persisted: tuple[tuple[str, str], ...],
+        key: bytes | None,
         precondition: Precondition | None,
-    ) -> WriteResult:
-        key = first.get(b"idempotency-key")
+        cond: Conditions | None,
+    ) -> Response:
         idem: Idempotency | None = None
-        if method == "PUT":
-            ctype = content_type_value(first.get(b"content-type"))
-            persisted = self.policy.persisted(headers_in)
-            if key is not None:
-                fp = fingerprint(method, world, body, ctype, persisted)
-                idem = Idempotency(key.decode("latin-1"), fp)
-            result = await self.engine.put(
-                world, body, ctype, persisted, precondition=precondition, idempotency=idem
-            )
-        else:
-            if key is not None:
-                idem = Idempotency(key.decode("latin-1"), fingerprint(method, world, body))
-            if method == "POST":
-                result = await self.engine.append(
-                    world, body, precondition=precondition, idempotency=idem
+        try:
+            if method == "PUT":
+                if key is not None:
+                    fp = fingerprint(method, world, body, ctype, persisted)
+                    idem = Idempotency(key.decode("latin-1"), fp)
+                result = await self.engine.put(
+                    world, body, ctype, persisted, precondition=precondition, idempotency=idem
                 )
             else:
-                result = await self.engine.delete(
-                    world, precondition=precondition, idempotency=idem
-                )
-        return result
+                if key is not None:
+                    idem = Idempotency(key.decode("latin-1"), fingerprint(method, world, body))
+                if method == "POST":
+                    result = await self.engine.append(
+                        world, body, precondition=precondition, idempotency=idem
+                    )
+                else:
+                    result = await self.engine.delete(
+                        world, precondition=precondition, idempotency=idem
+                    )
+        except NotFound:
+            raise _missing(cond) from None
+        return _write_response(world, result)
 
     async def _read_body(self, first: dict[bytes, bytes], receive: Receive) -> bytes:
         limit = self.max_body
@@ -455,7 +558,9 @@ class App:
             self._get_headers[key] = cached
         return cached
 
-    def _get(self, method: str, world: str, first: dict[bytes, bytes], scope: Scope) -> Response:
+    def _get(
+        self, method: str, world: str, first: dict[bytes, bytes], headers_in: Headers
+    ) -> Response:
         w = self.engine.read(world)
         if w is None:
             raise NotFound()
@@ -463,7 +568,7 @@ class App:
         body = w.body
         if first.keys().isdisjoint(_CONDITIONAL) and b"range" not in first:
             return Response(200, headers, body)
-        cond = Conditions.from_headers(scope["headers"])
+        cond = Conditions.from_headers(headers_in)
         if cond.not_modified(w.etag):
             if method == "HEAD":
                 headers.append(CL0)

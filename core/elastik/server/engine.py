@@ -343,6 +343,24 @@ class Engine:
     ) -> WriteResult:
         return await self._submit(Op("delete", world, is_memory(world)), precondition, idempotency)
 
+    def write_now(
+        self,
+        kind: str,
+        world: str,
+        body: bytes,
+        content_type: str,
+        headers: tuple[tuple[str, str], ...],
+        precondition: Precondition | None,
+    ) -> WriteResult | None:
+        """A PUT (``kind="put"``) or POST (``"append"``) applied synchronously, or ``None``.
+
+        Only plain memory writes qualify (see ``_memory_now``); for anything else nothing
+        happens and the caller uses ``put``/``append``.
+        """
+        if self._writer_memory_ops or not is_memory(world):
+            return None
+        return self._memory_now(kind, world, body, content_type, headers, precondition)
+
     def _memory_now(
         self,
         kind: str,

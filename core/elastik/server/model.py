@@ -131,6 +131,19 @@ class EngineAPI(Protocol):
         idempotency: Idempotency | None = None,
     ) -> Awaitable[WriteResult]: ...
 
+    def write_now(
+        self,
+        kind: str,
+        world: str,
+        body: bytes,
+        content_type: str,
+        headers: tuple[tuple[str, str], ...],
+        precondition: Precondition | None,
+    ) -> WriteResult | None:
+        """PUT (``kind="put"``) or POST (``"append"``) without waiting, when the engine can
+        (memory worlds); ``None`` (and nothing done) otherwise. Never for idempotent writes."""
+        ...
+
     def list_worlds(self) -> list[tuple[str, int]]: ...
 
     def usage(self) -> Usage: ...

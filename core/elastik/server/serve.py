@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from email.utils import formatdate
 from typing import Any
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
@@ -27,6 +29,8 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from .errors import FatalError
+
+logger = logging.getLogger("elastik.server")
 
 # hyper rejects request-targets of 65535 bytes or more with 414 (its MAX_URI_LEN).
 MAX_REQUEST_TARGET = 65534
@@ -152,11 +156,124 @@ class ElastikCycle(RequestResponseCycle):
         await super().send(message)
 
 
+class _Forward:
+    """Awaitable that goes on driving a coroutine which already ran its first step.
+
+    ``_start_eager`` runs a request's coroutine synchronously; only one that suspends
+    (it yielded ``first``, the future it waits on) is handed to a Task through this, which
+    forwards every later send and throw to the same coroutine.
+    """
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self._coro, self._first
+        self._first = None
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # cancellation and friends go to the request
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+async def _continue(coro: Coroutine[Any, Any, None], first: Any) -> None:
+    await _Forward(coro, first)
+
+
 class ElastikHttpProtocol(HttpToolsProtocol):
     _at_request_line = True
     _real_method: bytes | None = None
     _in_head = False
     _head_seen = 0
+    # Set while the parser is fed: a request whose head arrives then is started after the
+    # chunk is parsed (so a body in the same chunk is already there) and eagerly.
+    _feeding = False
+    _pending: tuple[RequestResponseCycle, Any] | None = None
+    # Keep-alive: one timer per connection re-armed lazily, not one per request.
+    _idle_timer: asyncio.TimerHandle | None = None
+    _last_active = 0.0
+    # Fast path (see on_headers_complete): the current request has no cycle (yet).
+    _fast = False
+    _fast_body: list[bytes]
+    _respond_now: Callable[..., Any] | None = None
+    _chunk_len = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._respond_now = getattr(self.app, "respond_now", None)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self._feeding and self._pending is None:
+            self._pending = (cycle, app)
+        else:  # a pipelined request started by the previous response: a plain Task
+            super()._start_asgi_task(cycle, app)
+
+    def _start_eager(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Run the request's coroutine now; make a Task only if it has to wait.
+
+        Most requests (memory writes, reads, every error) complete without suspending, so
+        they cost no Task, no scheduling round and no done-callback. A durable write
+        suspends on the writer and continues in a Task exactly as before.
+        """
+        coro = cycle.run_asgi(app)
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return
+        except BaseException:  # run_asgi handles the app's errors; this is a last resort
+            logger.exception("request failed outside the application")
+            self.transport.close()
+            return
+        task = self.loop.create_task(_continue(coro, first))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._last_active = self.loop.time()
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._last_active = self.loop.time()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Close a connection idle for ``timeout_keep_alive`` (no request in progress)."""
+        self._idle_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            wait = float(self.timeout_keep_alive)
+        else:
+            wait = self._last_active + self.timeout_keep_alive - self.loop.time()
+            if wait <= 0:
+                self.transport.close()
+                return
+        self._idle_timer = self.loop.call_later(wait, self._idle_check)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # Fix-ups for a request line that starts this chunk (the common, unpipelined case):
@@ -175,7 +292,22 @@ class ElastikHttpProtocol(HttpToolsProtocol):
                 line = data if end < 0 else data[:end]
                 if not line.isascii():
                     data = _encode_non_ascii(line) + (b"" if end < 0 else data[end:])
-        super().data_received(data)
+        self._feeding = True
+        self._chunk_len = len(data)
+        try:
+            super().data_received(data)
+        finally:
+            self._feeding = False
+        if self._fast:  # the body goes on in later chunks: continue as an ASGI request
+            if self.transport.is_closing():  # refused (400) mid-body: nothing to continue
+                self._fast = False
+                self._fast_body = []
+            else:
+                self._to_cycle(complete=False)
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self._start_eager(*pending)
         if self._in_head:
             self._head_seen += len(data)
             if self._head_seen > MAX_UNFINISHED_HEAD and not self.transport.is_closing():
@@ -189,23 +321,56 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         self._head_seen = 0
 
     def on_message_complete(self) -> None:
+        if self._fast:
+            self._fast = False
+            self._at_request_line = True
+            self._answer_fast()
+            return
         super().on_message_complete()
         self._at_request_line = True
+
+    def on_body(self, body: bytes) -> None:
+        if self._fast:
+            self._fast_body.append(body)
+        else:
+            super().on_body(body)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         bare = 0
+        parser = self.parser
         if len(self.url) > MAX_REQUEST_TARGET:
             bare = 414
         elif len(self.headers) > MAX_HEADERS or (
-            sum(len(n) + len(v) + 4 for n, v in self.headers) + len(self.url) > MAX_HEAD_BYTES
+            self._head_seen + self._chunk_len > MAX_HEAD_BYTES
+            and sum(len(n) + len(v) + 4 for n, v in self.headers) + len(self.url) > MAX_HEAD_BYTES
         ):
             bare = 431
-        elif self.parser.get_http_version() not in ("1.0", "1.1"):
+        elif parser.get_http_version() not in ("1.0", "1.1"):
             bare = 400  # hyper serves HTTP/1.0 and 1.1 only
         if bare:
             self.url = b"/"
             self.scope["extensions"] = {"elastik.bare": {"status": bare}}
+        elif (
+            self._respond_now is not None
+            and self._real_method is None
+            and not self.expect_100_continue
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.pipeline
+            and not self.flow.write_paused
+            and parser.should_keep_alive()
+            and parser.get_http_version() == "1.1"
+            and not parser.should_upgrade()
+        ):
+            # Fast path: answered at the end of the message without an ASGI cycle if the
+            # app can (App.respond_now); otherwise the cycle is opened then (_to_cycle).
+            self._fast = True
+            self._fast_body = []
+            return
+        self._open_cycle()
+
+    def _open_cycle(self) -> None:
+        """uvicorn's head handling: the scope, a cycle and (soon) its ASGI task."""
         super().on_headers_complete()
         if self.cycle is not None and type(self.cycle) is RequestResponseCycle:
             # The ASGI task has not run yet: it will look send() up on the new class.
@@ -213,6 +378,55 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         if self._real_method is not None:  # the ASGI task has not started yet
             self.scope["method"] = self._real_method.decode("ascii")
             self._real_method = None
+
+    def _to_cycle(self, complete: bool) -> None:
+        """Hand a fast-path request, body so far included, to the ASGI path."""
+        body = self._fast_body
+        self._fast = False
+        self._fast_body = []
+        self._open_cycle()
+        cycle = self.cycle
+        for chunk in body:
+            cycle.body += chunk
+        if complete:
+            cycle.more_body = False
+        cycle.message_event.set()
+
+    def _answer_fast(self) -> None:
+        chunks = self._fast_body
+        self._fast_body = []
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        method = self.parser.get_method().decode("ascii")
+        raw = httptools.parse_url(self.url).path
+        assert self._respond_now is not None
+        resp = self._respond_now(method, raw, self.headers, body)
+        if resp is None:
+            self._fast_body = [body]
+            self._to_cycle(complete=True)
+            return
+        parts = [STATUS_LINE[resp.status]]
+        close = False
+        for name, value in resp.headers:
+            if name == b"connection":
+                close = True
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        out = resp.body
+        if method == "HEAD" or not out:
+            self.transport.write(b"".join(parts))
+        elif len(out) <= JOIN_BODY_MAX:
+            parts.append(out)
+            self.transport.write(b"".join(parts))
+        else:
+            self.transport.write(b"".join(parts))
+            self.transport.write(out)
+        self.server_state.total_requests += 1
+        if close:
+            self.transport.close()
+            return
+        self._last_active = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
 
     def send_400_response(self, msg: str) -> None:
         self._bare_close(b"400 Bad Request")
