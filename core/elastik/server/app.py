@@ -280,14 +280,15 @@ class App:
 
     def respond_now(
         self, method: str, raw: bytes, headers: Headers, body: bytes
-    ) -> Response | None:
-        """The whole answer to a request whose body is already here, if it needs no wait.
+    ) -> Response | Coroutine[Any, Any, Response] | None:
+        """The answer to a request whose body is already here, without an ASGI cycle.
 
-        The HTTP protocol (serve.py) calls this before it would set up an ASGI cycle; most
-        requests (reads, memory writes, every refusal) are answered right here, with exactly
-        the headers ``__call__`` would send. ``None`` means the request must go through the
-        ASGI path (a durable write, an Idempotency-Key, /listen, an audit, tracing on); then
-        nothing has happened yet and the same request is handled again there.
+        The HTTP protocol (serve.py) calls this before it would set up an ASGI cycle. Most
+        requests (reads, memory writes, every refusal) are answered right here: a
+        ``Response`` with exactly the headers ``__call__`` would send. A request that has
+        to wait (a durable write, an audit) gets a coroutine that produces that Response
+        and never raises. ``None`` means the ASGI path must serve it (/listen, tracing
+        on); then nothing has happened yet.
         """
         if self.trace:
             return None
@@ -296,20 +297,39 @@ class App:
             handled = self._handle(method, raw, headers, body, None)
             if handled is None:
                 return None
-            if type(handled) is not Response:
-                handled.close()  # type: ignore[union-attr]  # a coroutine that never ran
-                return None
-            resp: Response = handled
+        except ElastikError as exc:
+            handled = self._error(exc)
+        except Exception:
+            log.exception("internal error on %s %r", method, raw[:200])
+            handled = self._error(StorageFailure())
+        self.request_id += 1
+        if type(handled) is Response:
+            return self._finish(handled, self.request_id, start)
+        return self._finish_later(handled, method, raw, self.request_id, start)  # type: ignore[arg-type]
+
+    async def _finish_later(
+        self,
+        pending: Coroutine[Any, Any, Response],
+        method: str,
+        raw: bytes,
+        rid: int,
+        start: int,
+    ) -> Response:
+        try:
+            resp = await pending
         except ElastikError as exc:
             resp = self._error(exc)
         except Exception:
             log.exception("internal error on %s %r", method, raw[:200])
             resp = self._error(StorageFailure())
+        return self._finish(resp, rid, start)
+
+    def _finish(self, resp: Response, rid: int, start: int) -> Response:
+        """The headers every answer carries (as ``__call__`` and ``_send`` add them)."""
         h = resp.headers
         if resp.body or resp.status not in (204, 304):
             h.append((b"content-length", b"%d" % len(resp.body)))
-        self.request_id += 1
-        h.append((b"x-request-id", b"%d" % self.request_id))
+        h.append((b"x-request-id", b"%d" % rid))
         h.append((b"x-elapsed-us", b"%d" % ((time.perf_counter_ns() - start) // 1000)))
         h.append(VARY)
         h.append(NOSNIFF)

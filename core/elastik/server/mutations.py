@@ -155,12 +155,16 @@ class Mutations:
             self.stats.idempotency_pruned += idempotency.prune(
                 self.conn, b.now, self.cfg.idempotency_window_s
             )
-        pending = {**self.dirty_checkpoints, **b.checkpoints}
-        if pending and (
+        dirty = self.dirty_checkpoints
+        # An upper bound of the merged size: merging (copying) every batch would cost
+        # O(dirty worlds) per batch, up to CHECKPOINT_MAX_DIRTY entries.
+        bound = len(dirty) + len(b.checkpoints)
+        if bound and (
             force
             or mono - self._last_checkpoint >= CHECKPOINT_INTERVAL_S
-            or len(pending) >= CHECKPOINT_MAX_DIRTY
+            or bound >= CHECKPOINT_MAX_DIRTY
         ):
+            pending = {**dirty, **b.checkpoints}
             rows = [(w, cp[0], cp[1]) for w, cp in pending.items() if cp is not None]
             self.conn.executemany(
                 "INSERT INTO checkpoint(world, event_id, hmac) VALUES(?,?,?) ON CONFLICT(world)"

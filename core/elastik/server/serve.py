@@ -28,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from .app import Response
 from .errors import FatalError
 
 logger = logging.getLogger("elastik.server")
@@ -166,11 +167,11 @@ class _Forward:
 
     __slots__ = ("_coro", "_first")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
         self._coro = coro
         self._first = first
 
-    def __await__(self) -> Generator[Any, Any, None]:
+    def __await__(self) -> Generator[Any, Any, Any]:
         coro, value = self._coro, self._first
         self._first = None
         while True:
@@ -179,17 +180,38 @@ class _Forward:
             except BaseException as exc:  # cancellation and friends go to the request
                 try:
                     value = coro.throw(exc)
-                except StopIteration:
-                    return
+                except StopIteration as done:
+                    return done.value
             else:
                 try:
                     value = coro.send(sent)
-                except StopIteration:
-                    return
+                except StopIteration as done:
+                    return done.value
 
 
-async def _continue(coro: Coroutine[Any, Any, None], first: Any) -> None:
-    await _Forward(coro, first)
+async def _continue(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
+    return await _Forward(coro, first)
+
+
+class _Flag:
+    """``message_event`` of ``_InFlight``: uvicorn sets it when the connection is lost."""
+
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+
+class _InFlight:
+    """What uvicorn's protocol code reads of a cycle, for a fast-path request that waits."""
+
+    __slots__ = ("disconnected", "keep_alive", "response_complete")
+    message_event = _Flag()
+
+    def __init__(self) -> None:
+        self.response_complete = False
+        self.disconnected = False
+        self.keep_alive = True
 
 
 class ElastikHttpProtocol(HttpToolsProtocol):
@@ -399,17 +421,60 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         method = self.parser.get_method().decode("ascii")
         raw = httptools.parse_url(self.url).path
         assert self._respond_now is not None
-        resp = self._respond_now(method, raw, self.headers, body)
-        if resp is None:
+        answer = self._respond_now(method, raw, self.headers, body)
+        if answer is None:
             self._fast_body = [body]
             self._to_cycle(complete=True)
+        elif type(answer) is Response:
+            self._write_answer(method, answer, False)
+        else:
+            self._await_answer(method, answer)
+
+    def _await_answer(self, method: str, answer: Coroutine[Any, Any, Response]) -> None:
+        """A fast-path request that has to wait (a durable write): run it eagerly, and if it
+        suspends, finish it from a Task. Until then ``_InFlight`` stands in for uvicorn's
+        cycle, so pipelined requests queue behind it, a lost connection or a shutdown is
+        noted, and the drain waits for the Task."""
+        flight = _InFlight()
+        self.cycle = flight  # type: ignore[assignment]
+        try:
+            first = answer.send(None)
+        except StopIteration as done:
+            self._complete(flight, method, done.value)
             return
-        parts = [STATUS_LINE[resp.status]]
-        close = False
+        except BaseException:  # the app's coroutine never raises; a last resort
+            logger.exception("request failed outside the application")
+            self.transport.close()
+            return
+        task = self.loop.create_task(_continue(answer, first))
+        self.tasks.add(task)
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            self.tasks.discard(task)
+            if task.cancelled() or task.exception() is not None:
+                flight.response_complete = True
+                if not self.transport.is_closing():
+                    self.transport.close()
+                return
+            self._complete(flight, method, task.result())
+
+        task.add_done_callback(finished)
+
+    def _complete(self, flight: _InFlight, method: str, resp: Response) -> None:
+        flight.response_complete = True
+        if flight.disconnected or self.transport.is_closing():
+            return
+        self._write_answer(method, resp, not flight.keep_alive)
+
+    def _write_answer(self, method: str, resp: Response, close: bool) -> None:
+        parts: list[bytes | memoryview] = [STATUS_LINE[resp.status]]
+        own = False  # the app's own "connection: close" (bare refusals)
         for name, value in resp.headers:
             if name == b"connection":
-                close = True
+                own = True
             parts += (name, b": ", value, b"\r\n")
+        if close and not own:
+            parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
         out = resp.body
         if method == "HEAD" or not out:
@@ -420,13 +485,9 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         else:
             self.transport.write(b"".join(parts))
             self.transport.write(out)
-        self.server_state.total_requests += 1
-        if close:
+        if close or own:
             self.transport.close()
-            return
-        self._last_active = self.loop.time()
-        if self._idle_timer is None:
-            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+        self.on_response_complete()  # counts it; starts a pipelined request or idles
 
     def send_400_response(self, msg: str) -> None:
         self._bare_close(b"400 Bad Request")
