@@ -14,17 +14,17 @@ Request kinds (every body is ``body_size`` bytes):
 - ``get``:    GET  {prefix}              one world, created beforehand by the caller
 - ``put_mem``:PUT  /tmp/... {prefix}/{i % 1000} (memory worlds when the prefix is under /tmp)
 
-Run directly (``python bench/_load.py [SCENARIO-JSON]``) it reads one JSON scenario from its
-argument (or stdin) and prints one JSON result on stdout.
+Run directly (``python bench/_load.py [SCENARIO-JSON [RESULT-FILE]]``) it reads one JSON
+scenario from its argument (or stdin) and writes one JSON result to RESULT-FILE (or stdout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,25 +166,28 @@ def run_parallel(sc: Scenario, procs: int, timeout: float = 300.0) -> Result:
         return run_in_subprocess(sc, timeout)
     children = []
     per_conn, per_total = max(1, sc.concurrency // procs), sc.total // procs
-    for k in range(procs):
-        part = Scenario(**{**asdict(sc), "concurrency": per_conn, "total": per_total,
-                           "keep_latencies": True, "conn_offset": k * per_conn,
-                           "index_offset": k * per_total})  # fmt: skip
-        child = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), json.dumps(asdict(part))],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        children.append(child)
-    parts = []
-    for child in children:
-        out, err = child.communicate(timeout=timeout)
-        try:
-            parts.append(Result(**json.loads(out)))
-        except ValueError:
-            raise RuntimeError(
-                f"load generator exited {child.returncode} with {len(out)} bytes of output: "
-                f"{err.strip()[-2000:]}"
-            ) from None
+    with tempfile.TemporaryDirectory(prefix="loadgen-") as tmp:
+        for k in range(procs):
+            part = Scenario(**{**asdict(sc), "concurrency": per_conn, "total": per_total,
+                               "keep_latencies": True, "conn_offset": k * per_conn,
+                               "index_offset": k * per_total})  # fmt: skip
+            out = Path(tmp) / f"result-{k}.json"
+            # Results go through a file: a result of ~100 KB through a pipe was seen cut at
+            # the pipe's 64 KiB (the event loop leaves the inherited descriptor non-blocking).
+            child = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), json.dumps(asdict(part)), str(out)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            children.append((child, out))
+        parts = []
+        for child, out in children:
+            _, err = child.communicate(timeout=timeout)
+            if child.returncode != 0 or not out.exists():
+                raise RuntimeError(
+                    f"load generator exited {child.returncode}: {err.strip()[-2000:]}"
+                )
+            parts.append(Result(**json.loads(out.read_text())))
     lat = sorted(x for p in parts for x in p.latencies_us)
     n = len(lat)
     seconds = max(p.seconds for p in parts)
@@ -209,10 +212,10 @@ def main() -> None:
     except ImportError:  # plain asyncio works, a little slower
         pass
     result = json.dumps(asdict(asyncio.run(run(sc))))
-    # The event loop can leave the inherited stdout pipe non-blocking, where a large write
-    # would be cut at the pipe's 64 KiB; write the result blocking.
-    os.set_blocking(sys.stdout.fileno(), True)
-    print(result)
+    if len(sys.argv) > 2:
+        Path(sys.argv[2]).write_text(result)
+    else:
+        print(result)
 
 
 if __name__ == "__main__":
