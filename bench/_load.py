@@ -13,6 +13,7 @@ Request kinds (every body is ``body_size`` bytes):
 - ``post``:   POST {prefix}/c{conn}      one pre-created world per connection (appends)
 - ``get``:    GET  {prefix}              one world, created beforehand by the caller
 - ``put_mem``:PUT  /tmp/... {prefix}/{i % 1000} (memory worlds when the prefix is under /tmp)
+- ``put_idem``: as ``put``, each request with its own Idempotency-Key (as the gateway sends)
 
 Run directly (``python bench/_load.py [SCENARIO-JSON [RESULT-FILE]]``) it reads one JSON
 scenario from its argument (or stdin) and writes one JSON result to RESULT-FILE (or stdout).
@@ -34,7 +35,7 @@ from pathlib import Path
 class Scenario:
     host: str
     port: int
-    kind: str  # put | post | get | put_mem
+    kind: str  # put | post | get | put_mem | put_idem
     concurrency: int
     total: int  # requests to send (upper bound)
     prefix: str = "/home/bench"
@@ -69,6 +70,8 @@ def _request_bytes(sc: Scenario, i: int, conn: int, body: bytes) -> bytes:
     else:
         method, target, payload = "PUT", f"{sc.prefix}/{i}", body
     head = f"{method} {target} HTTP/1.1\r\nHost: {sc.host}:{sc.port}\r\n"
+    if sc.kind == "put_idem":
+        head += f"Idempotency-Key: {sc.prefix}/{i}/{i * 2654435761 % 2**32:08x}\r\n"
     if method != "GET":
         head += f"Authorization: Bearer {sc.token}\r\nContent-Length: {len(payload)}\r\n"
     return head.encode() + b"\r\n" + payload
