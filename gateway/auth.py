@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class Grant:
     device: str | None = None
 
 
+_VISIBLE_ASCII = re.compile(rb"[\x21-\x7e]+")
+
+
 def _header_safe(token: bytes) -> str | None:
     """The token as an HTTP header value, or None when it cannot be one.
 
@@ -51,7 +55,7 @@ def _header_safe(token: bytes) -> str | None:
     bytes exactly, so a token with trailing spaces must not match after an HTTP server
     trims them.
     """
-    if not token or any(b < 0x21 or b > 0x7E for b in token):
+    if _VISIBLE_ASCII.fullmatch(token) is None:
         return None
     return token.decode("ascii")
 

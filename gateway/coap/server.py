@@ -38,6 +38,9 @@ PROXY_OPTIONS = frozenset({35, 39})
 METHODS: dict[int, Method] = {1: "GET", 2: "POST", 3: "PUT", 4: "DELETE"}
 
 
+_CODES: dict[str, Code] = {}  # "2.04" -> Code, filled as answers are made
+
+
 def make_message(
     code: str,
     payload: bytes = b"",
@@ -46,7 +49,10 @@ def make_message(
     etag: bytes | None = None,
     max_age: int | None = None,
 ) -> Message:
-    msg = Message(code=Code(mapping.parse_code(code)), payload=payload)
+    numeric = _CODES.get(code)
+    if numeric is None:
+        numeric = _CODES[code] = Code(mapping.parse_code(code))
+    msg = Message(code=numeric, payload=payload)
     if content_format is not None:
         msg.opt.content_format = content_format
     if etag is not None:

@@ -28,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import (
     RequestResponseCycle,
 )
 
+from ..aio import start_eager
 from .app import Response
 from .errors import FatalError
 
@@ -157,42 +158,6 @@ class ElastikCycle(RequestResponseCycle):
         await super().send(message)
 
 
-class _Forward:
-    """Awaitable that goes on driving a coroutine which already ran its first step.
-
-    ``_start_eager`` runs a request's coroutine synchronously; only one that suspends
-    (it yielded ``first``, the future it waits on) is handed to a Task through this, which
-    forwards every later send and throw to the same coroutine.
-    """
-
-    __slots__ = ("_coro", "_first")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
-        self._coro = coro
-        self._first = first
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value = self._coro, self._first
-        self._first = None
-        while True:
-            try:
-                sent = yield value
-            except BaseException as exc:  # cancellation and friends go to the request
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as done:
-                    return done.value
-
-
-async def _continue(coro: Coroutine[Any, Any, Any], first: Any) -> Any:
-    return await _Forward(coro, first)
-
-
 class _Flag:
     """``message_event`` of ``_InFlight``: uvicorn sets it when the connection is lost."""
 
@@ -249,18 +214,16 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         they cost no Task, no scheduling round and no done-callback. A durable write
         suspends on the writer and continues in a Task exactly as before.
         """
-        coro = cycle.run_asgi(app)
         try:
-            first = coro.send(None)
-        except StopIteration:
-            return
+            done, task = start_eager(cycle.run_asgi(app), self.loop)
         except BaseException:  # run_asgi handles the app's errors; this is a last resort
             logger.exception("request failed outside the application")
             self.transport.close()
             return
-        task = self.loop.create_task(_continue(coro, first))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
+        if not done:
+            assert isinstance(task, asyncio.Task)
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
 
     def _unset_keepalive_if_required(self) -> None:
         self._last_active = self.loop.time()
@@ -438,15 +401,17 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         flight = _InFlight()
         self.cycle = flight  # type: ignore[assignment]
         try:
-            first = answer.send(None)
-        except StopIteration as done:
-            self._complete(flight, method, done.value)
-            return
+            done, result = start_eager(answer, self.loop)
         except BaseException:  # the app's coroutine never raises; a last resort
             logger.exception("request failed outside the application")
             self.transport.close()
             return
-        task = self.loop.create_task(_continue(answer, first))
+        if done:
+            assert isinstance(result, Response)
+            self._complete(flight, method, result)
+            return
+        assert isinstance(result, asyncio.Task)
+        task: asyncio.Task[Any] = result
         self.tasks.add(task)
 
         def finished(task: asyncio.Task[Any]) -> None:
