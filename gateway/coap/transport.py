@@ -26,6 +26,7 @@ from aiocoap.pipe import error_to_message, run_driving_pipe
 from aiocoap.protocol import Context
 from aiocoap.tokenmanager import TokenManager
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
+from aiocoap.util.asyncio.recvmsg import RecvmsgSelectorDatagramTransport
 
 from ..counters import Counters
 from . import datagram
@@ -271,6 +272,38 @@ class FilteringUDP6(MessageInterfaceUDP6):
             self.counters.inc("send_errors")
 
 
+# Datagrams read per readiness event: a burst is drained in one callback (fewer trips
+# through the event loop), bounded so one busy socket cannot starve everything else.
+READS_PER_WAKEUP = 32
+
+
+class ServerDatagramTransport(RecvmsgSelectorDatagramTransport):
+    """aiocoap's recvmsg transport for the server socket, reading without the error queue.
+
+    aiocoap's ``_read_ready`` first asks the socket's error queue (one more recvmsg, which
+    fails with EAGAIN and a Python exception almost always), then reads one datagram. On
+    our server socket IP(V6)_RECVERR is off (``_ignore_icmp_errors``), so the error queue is
+    always empty: skip it, and drain up to READS_PER_WAKEUP datagrams per wakeup.
+    """
+
+    def _read_ready(self) -> None:
+        sock = self._RecvmsgSelectorDatagramTransport__sock
+        protocol = self._protocol
+        for _ in range(READS_PER_WAKEUP):
+            if sock is None or protocol is None:  # closed by a callback
+                return
+            try:
+                data, ancdata, flags, addr = sock.recvmsg(self.max_size, 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                protocol.error_received(exc)
+                return
+            protocol.datagram_msg_received(data, ancdata, flags, addr)
+            sock = self._RecvmsgSelectorDatagramTransport__sock
+            protocol = self._protocol
+
+
 def _bound_socket(host: str, port: int) -> socket.socket:
     """An IPv6 UDP socket (IPv4 as v4-mapped) bound to HOST:PORT *without* SO_REUSEPORT.
 
@@ -290,7 +323,7 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _ignore_icmp_errors(sock: Any) -> None:
+def _ignore_icmp_errors(sock: Any) -> bool:
     """Turn off IP(V6)_RECVERR, which aiocoap turns on for its sockets.
 
     With it on, an ICMP "port unreachable" from a device that went to sleep right after
@@ -300,12 +333,14 @@ def _ignore_icmp_errors(sock: Any) -> None:
     errors on an unconnected UDP socket: an answer to a vanished device is retransmitted
     until its exchange gives up, which costs a few datagrams and nothing else.
     """
+    quiet = True
     for level, option in ((socket.IPPROTO_IPV6, 25), (socket.IPPROTO_IP, 11)):
         # IPV6_RECVERR = 25, IP_RECVERR = 11 (linux/in6.h, linux/in.h)
         try:
             sock.setsockopt(level, option, 0)
         except OSError:
-            pass
+            quiet = False
+    return quiet  # True: nothing can arrive on the socket's error queue
 
 
 async def create_context(
@@ -324,7 +359,9 @@ async def create_context(
     )
     transport.counters = counters
     transport.site = site
-    _ignore_icmp_errors(transport.transport.get_extra_info("socket"))
+    quiet = _ignore_icmp_errors(transport.transport.get_extra_info("socket"))
+    if quiet and type(transport.transport) is RecvmsgSelectorDatagramTransport:
+        transport.transport.__class__ = ServerDatagramTransport
     transport._tasks = set()
     mman.message_interface = transport
     tman.token_interface = mman
