@@ -2,7 +2,7 @@
 reference elastik-core's built-in CoAP surface, on durable (home/) and memory (tmp/)
 worlds, with 16 and 64 requests outstanding.
 
-    .venv/bin/python bench/gateway_coap.py [--seconds 5] [--write-docs docs/benchmarks.md]
+    .venv/bin/python bench/gateway_coap.py [--seconds 5] [--rounds 3] [--write-docs docs/benchmarks.md]
 
 The load generator runs in its own process: one UDP socket, N lanes each keeping one CON
 PUT outstanding (its own small encoder, no CoAP library), each lane writing its own world
@@ -280,29 +280,34 @@ def main() -> int:
         return 0
     rows = []
     load_at_start = os.getloadavg()[0]
+    systems = (("gateway + our core", start_ours), ("reference built-in", start_reference))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for system, starter in (
-            ("gateway + our core", start_ours),
-            ("reference built-in", start_reference),
-        ):
-            procs, coap = starter(work)
-            try:
-                for ns, label in (("home", "durable"), ("tmp", "memory")):
-                    for conc in (16, 64):
-                        runs = [
-                            run_load(
-                                host="127.0.0.1",
-                                port=coap,
-                                namespace=ns,
-                                concurrency=conc,
-                                seconds=args.seconds,
-                                warmup=args.warmup,
-                                token="w",
+        started: list[tuple[str, list[subprocess.Popen], int]] = []
+        try:
+            for system, starter in systems:
+                procs, coap = starter(work)
+                started.append((system, procs, coap))
+            cells: dict[tuple[str, str, int], list[dict]] = {}
+            for ns, label in (("home", "durable"), ("tmp", "memory")):
+                for conc in (16, 64):
+                    # Rounds alternate between the systems, so a drift of this shared
+                    # machine's speed hits both alike; the median round is kept.
+                    for _ in range(args.rounds):
+                        for system, _procs, coap in started:
+                            cells.setdefault((system, label, conc), []).append(
+                                run_load(
+                                    host="127.0.0.1",
+                                    port=coap,
+                                    namespace=ns,
+                                    concurrency=conc,
+                                    seconds=args.seconds,
+                                    warmup=args.warmup,
+                                    token="w",
+                                )
                             )
-                            for _ in range(args.rounds)
-                        ]
-                        # The median round: this machine is shared, one round can be unlucky.
+                    for system, _procs, _coap in started:
+                        runs = cells[(system, label, conc)]
                         r = sorted(runs, key=lambda x: x["rps"])[len(runs) // 2]
                         rows.append((system, label, conc, r))
                         print(
@@ -311,8 +316,11 @@ def main() -> int:
                             f"codes {r['codes']} retx {r['retx']}",
                             file=sys.stderr,
                         )
-            finally:
+        finally:
+            for _system, procs, _coap in started:
                 stop(procs)
+    order = {name: i for i, (name, _s) in enumerate(systems)}
+    rows.sort(key=lambda row: (order[row[0]], row[1] != "durable", row[2]))
     table = render(rows, args.seconds, args.rounds, load_at_start)
     print(table)
     if args.write_docs:
@@ -333,7 +341,8 @@ def render(rows: list, seconds: float, rounds: int = 1, load: float = 0.0) -> st
         "### CoAP PUTs end to end (`bench/gateway_coap.py`)",
         "",
         f"Machine: {os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}. "
-        f"{seconds:.0f} s per cell after 1 s warm-up (median of {rounds} round(s)); each of N "
+        f"{seconds:.0f} s per cell after 1 s warm-up; both systems run side by side and the "
+        f"{rounds} round(s) of each cell alternate between them (median kept); each of N "
         "lanes keeps one CON PUT (~40-byte payload) outstanding on its own world; load "
         "generator in its own process. Load average when the run started: "
         f"{load:.1f} (other work on the machine competes for its CPUs).",
