@@ -37,7 +37,7 @@ def frontend_put(url: str, token: str) -> None:
         body=json.dumps({"sku": "tea", "qty": 2}),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
-    assert conn.getresponse().status == 201
+    assert conn.getresponse().status in (200, 201)  # 200 when an earlier try created it
     conn.close()
 
 
