@@ -14,13 +14,11 @@ import asyncio
 import itertools
 from typing import Any
 
-from elastik.server.serve import ElastikHttpProtocol, uvicorn_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from uvicorn.server import ServerState
 
-from tests.core.app_support import make_app
-from tests.core.test_serve_inflight import Recorder
+from tests.core.test_serve_inflight import Recorder, connect
 
 # Repeats weight the draw: durable writes (which wait for the writer) followed by anything
 # are the interesting sequences.
@@ -73,13 +71,7 @@ async def answered(transport: Recorder, state: ServerState, count: int) -> None:
 async def exchange(chunks: list[bytes], expected: int, *, one_by_one: bool = False) -> bytes:
     """Feed ``chunks`` to one connection; ``one_by_one``: each chunk is one request, sent
     only after the previous one was answered (no pipelining at all: the baseline)."""
-    app, engine = make_app()
-    config = uvicorn_config(app)
-    config.load()
-    state = ServerState()
-    proto = ElastikHttpProtocol(config=config, server_state=state, app_state={})
-    transport = Recorder()
-    proto.connection_made(transport)  # type: ignore[arg-type]
+    proto, transport, engine, state = connect()
     for n, chunk in enumerate(chunks, 1):
         proto.data_received(chunk)
         await asyncio.sleep(0)
