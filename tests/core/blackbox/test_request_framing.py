@@ -144,3 +144,28 @@ def test_declared_oversize_is_refused_before_the_body_arrives(
         answer = read_response(s, "PUT")
     assert answer.status == 413
     assert srv.get(f"/tmp/{uid}/big").status == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "body_start"),
+    [
+        (b"*", 404, b""),
+        (b"http://h/proc/version", 200, b"elastik-core "),
+        (b"/proc/version?x=1", 200, b"elastik-core "),
+        (b"//tmp//x", 400, b"bad request: world path has empty segment"),
+        (b"/%74mp/x", 404, b"world not found\n"),
+    ],
+)
+def test_unusual_targets_on_a_kept_alive_connection(
+    srv: Server, target: bytes, status: int, body_start: bytes
+) -> None:
+    """Asterisk-form, absolute-form, queries and odd slashes get the same answers when the
+    connection stays open (the path such requests take through our protocol)."""
+    method = b"OPTIONS" if target == b"*" else b"GET"
+    data = method + b" " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+    data += b"GET /proc/version HTTP/1.1\r\nHost: h\r\n\r\n"
+    answers = exchange(srv, [data], [method.decode(), "GET"])
+    assert answers[0].status == status
+    assert answers[0].body.startswith(body_start)
+    assert answers[0].header("content-length") == str(len(answers[0].body))
+    assert answers[1].status == 200  # the connection is still usable
