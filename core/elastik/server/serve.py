@@ -401,29 +401,29 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         flight = _InFlight()
         self.cycle = flight  # type: ignore[assignment]
         try:
-            done, result = start_eager(answer, self.loop)
+            done, task = start_eager(self._answer_when_ready(flight, method, answer), self.loop)
         except BaseException:  # the app's coroutine never raises; a last resort
             logger.exception("request failed outside the application")
             self.transport.close()
             return
-        if done:
-            assert isinstance(result, Response)
-            self._complete(flight, method, result)
-            return
-        assert isinstance(result, asyncio.Task)
-        task: asyncio.Task[Any] = result
-        self.tasks.add(task)
+        if not done:
+            assert isinstance(task, asyncio.Task)
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
 
-        def finished(task: asyncio.Task[Any]) -> None:
-            self.tasks.discard(task)
-            if task.cancelled() or task.exception() is not None:
-                flight.response_complete = True
-                if not self.transport.is_closing():
-                    self.transport.close()
-                return
-            self._complete(flight, method, task.result())
-
-        task.add_done_callback(finished)
+    async def _answer_when_ready(
+        self, flight: _InFlight, method: str, answer: Coroutine[Any, Any, Response]
+    ) -> None:
+        # The answer is written by the coroutine's last step, not from a done-callback:
+        # one trip through the event loop less per waiting request.
+        try:
+            resp = await answer
+        except BaseException:  # cancelled (a forced shutdown): nothing to answer with
+            flight.response_complete = True
+            if not self.transport.is_closing():
+                self.transport.close()
+            raise
+        self._complete(flight, method, resp)
 
     def _complete(self, flight: _InFlight, method: str, resp: Response) -> None:
         flight.response_complete = True
