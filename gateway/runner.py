@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from elastik.runtime import tune_gc
 
 from .auth import Authorizer
 from .coap.server import CoapSite
@@ -290,6 +291,7 @@ async def serve(cfg: GatewayConfig) -> int:
     if gw.embedded is not None:
         extra = f" (embedded core, tokens in {gw.embedded.dir})"
     print(f"gateway: {gw.coap_url} -> {gw.core_url}{extra}", file=sys.stderr, flush=True)
+    tune_gc()  # start-up is done (elastik/runtime.py)
     await stop.wait()
     print("gateway: shutdown signal received", file=sys.stderr, flush=True)
     await gw.shutdown()

@@ -105,6 +105,7 @@ def engine_config(cfg: CoreConfig) -> Any:
 
 
 async def _serve(cfg: CoreConfig) -> int:
+    from ..runtime import tune_gc
     from .app import App
     from .engine import Engine
     from .serve import CoreServer, bind_socket, display_host, uvicorn_config
@@ -125,6 +126,7 @@ async def _serve(cfg: CoreConfig) -> int:
                 task = asyncio.ensure_future(_close(coap.pop()))
                 tasks.add(task)
 
+        tune_gc()  # start-up is done (elastik/runtime.py)
         server = CoreServer(uvicorn_config(app), on_signal=on_signal)
         if cfg.coap_port is not None:
             url = f"http://{display_host(cfg.host)}:{sock.getsockname()[1]}"
