@@ -314,10 +314,11 @@ class Engine:
         precondition: Precondition | None = None,
         idempotency: Idempotency | None = None,
     ) -> WriteResult:
-        memory_world = is_memory(world)
-        if memory_world and idempotency is None and not self._writer_memory_ops:
-            return self._memory_now("put", world, body, content_type, headers, precondition)
-        op = Op("put", world, memory_world, bytes(body), content_type, tuple(headers))
+        if idempotency is None:
+            now = self.write_now("put", world, body, content_type, headers, precondition)
+            if now is not None:
+                return now
+        op = Op("put", world, is_memory(world), bytes(body), content_type, tuple(headers))
         return await self._submit(op, precondition, idempotency)
 
     async def append(
@@ -328,10 +329,11 @@ class Engine:
         precondition: Precondition | None = None,
         idempotency: Idempotency | None = None,
     ) -> WriteResult:
-        memory_world = is_memory(world)
-        if memory_world and idempotency is None and not self._writer_memory_ops:
-            return self._memory_now("append", world, body, "", (), precondition)
-        op = Op("append", world, memory_world, bytes(body))
+        if idempotency is None:
+            now = self.write_now("append", world, body, "", (), precondition)
+            if now is not None:
+                return now
+        op = Op("append", world, is_memory(world), bytes(body))
         return await self._submit(op, precondition, idempotency)
 
     async def delete(

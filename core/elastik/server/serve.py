@@ -208,15 +208,18 @@ class ElastikHttpProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
 
     def _start_eager(self, cycle: RequestResponseCycle, app: Any) -> None:
-        """Run the request's coroutine now; make a Task only if it has to wait.
+        self._run_request(cycle.run_asgi(app))
+
+    def _run_request(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a request's coroutine now; make a Task only if it has to wait.
 
         Most requests (memory writes, reads, every error) complete without suspending, so
         they cost no Task, no scheduling round and no done-callback. A durable write
-        suspends on the writer and continues in a Task exactly as before.
+        suspends on the writer and continues in a Task the drain waits for.
         """
         try:
-            done, task = start_eager(cycle.run_asgi(app), self.loop)
-        except BaseException:  # run_asgi handles the app's errors; this is a last resort
+            done, task = start_eager(coro, self.loop)
+        except BaseException:  # the coroutines handle the app's errors; a last resort
             logger.exception("request failed outside the application")
             self.transport.close()
             return
@@ -400,16 +403,7 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         noted, and the drain waits for the Task."""
         flight = _InFlight()
         self.cycle = flight  # type: ignore[assignment]
-        try:
-            done, task = start_eager(self._answer_when_ready(flight, method, answer), self.loop)
-        except BaseException:  # the app's coroutine never raises; a last resort
-            logger.exception("request failed outside the application")
-            self.transport.close()
-            return
-        if not done:
-            assert isinstance(task, asyncio.Task)
-            task.add_done_callback(self.tasks.discard)
-            self.tasks.add(task)
+        self._run_request(self._answer_when_ready(flight, method, answer))
 
     async def _answer_when_ready(
         self, flight: _InFlight, method: str, answer: Coroutine[Any, Any, Response]
