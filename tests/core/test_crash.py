@@ -124,8 +124,7 @@ IMPLS = [pytest.param("reference", marks=pytest.mark.reference), "ours"]
 @pytest.mark.parametrize("impl", IMPLS)
 def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, impl: str) -> None:
     key = servers.new_key()
-    factory = servers.ours if impl == "ours" else servers.reference
-    proc = factory(tmp_path, key=key)
+    proc = servers.core(impl, tmp_path, key=key)
     log = Log()
     proc.start()
     try:

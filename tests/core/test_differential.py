@@ -72,6 +72,14 @@ def same(pair: tuple[Server, Server], method: str, target: str, body: bytes | No
     return a
 
 
+def difference(pair: tuple[Server, Server], method: str, target: str, body: bytes | None = None,
+               headers: list[tuple[str, str]] | None = None) -> str | None:  # fmt: skip
+    """The same request to both servers: None when the answers compare equal, else a report."""
+    a = comparable(pair[0].request(method, target, body, headers))
+    b = comparable(pair[1].request(method, target, body, headers))
+    return None if a == b else f"{method} {target} {headers!r}\n  ref:  {a}\n  ours: {b}"
+
+
 PROBES: list[tuple[str, str, bytes | None, list[tuple[str, str]], str | None]] = [
     ("GET", "/", None, [], None),
     ("GET", "/proc/version", None, [], None),
@@ -289,12 +297,8 @@ def test_random_reads_identical(pair: tuple[Server, Server]) -> None:
         if rng.random() < 0.15:
             headers.append(("If-Match", rng.choice(candidates)))
         method = rng.choice(["GET", "GET", "HEAD"])
-        a = pair[0].request(method, target, None, headers)
-        b = pair[1].request(method, target, None, headers)
-        if comparable(a) != comparable(b):
-            diffs.append(
-                f"{method} {target} {headers}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
-            )
+        if (diff := difference(pair, method, target, None, headers)) is not None:
+            diffs.append(diff)
     assert not diffs, "\n".join(diffs[:10])
 
 
@@ -355,12 +359,8 @@ def test_random_credentials_identical(pair: tuple[Server, Server]) -> None:
         method = rng.choice(["PUT", "POST", "DELETE", "GET"])
         target = f"/{rng.choice(['home', 'tmp', 'etc', 'var/log'])}/auth/{i % 5}"
         body = b"c" if method in ("PUT", "POST") else None
-        a = pair[0].request(method, target, body, headers)
-        b = pair[1].request(method, target, body, headers)
-        if comparable(a) != comparable(b):
-            diffs.append(
-                f"{method} {target} {headers!r}\n  ref:  {comparable(a)}\n  ours: {comparable(b)}"
-            )
+        if (diff := difference(pair, method, target, body, headers)) is not None:
+            diffs.append(diff)
     assert not diffs, "\n".join(diffs[:10])
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import pytest
 from elastik.server.serve import CoreServer, bind_socket, uvicorn_config
 
 from tests.core.app_support import make_app
@@ -79,12 +78,11 @@ async def test_a_connection_in_use_is_never_closed_for_idleness() -> None:
         writer.close()
 
 
-@pytest.mark.parametrize("path", [b"/listen/*"])
-async def test_an_open_stream_outlives_the_timeout(path: bytes) -> None:
+async def test_an_open_stream_outlives_the_timeout() -> None:
     async with serving() as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert (await put(reader, writer, 0)).startswith(b"HTTP/1.1 201 ")  # arms the timer
-        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /listen/* HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
         assert not await closed_by_server(reader, TIMEOUT * 4)
         writer.close()

@@ -216,8 +216,7 @@ def test_wrong_key_refuses_start_naming_a_world(core: servers.Proc) -> None:
 
 @pytest.mark.parametrize("impl", [pytest.param("reference", marks=pytest.mark.reference), "ours"])
 def test_event_tampered_while_running(tmp_path: Path, impl: str) -> None:
-    factory = servers.ours if impl == "ours" else servers.reference
-    proc = factory(tmp_path)
+    proc = servers.core(impl, tmp_path)
     with servers.running(proc):
         srv = srv_of(proc)
         assert srv.put("/home/t", b"one").status == 201
@@ -295,8 +294,7 @@ def test_d5_startup_cost_does_not_grow_with_history(core: servers.Proc) -> None:
 @pytest.mark.parametrize("impl", [pytest.param("reference", marks=pytest.mark.reference), "ours"])
 def test_world_without_events_fails_verify(tmp_path: Path, impl: str) -> None:
     """§14.7: zero events fail at index 0 (at-least-one-event / no-events); writes are 500."""
-    factory = servers.ours if impl == "ours" else servers.reference
-    proc = factory(tmp_path)
+    proc = servers.core(impl, tmp_path)
     with servers.running(proc):
         srv = srv_of(proc)
         assert srv.put("/home/z", b"zero").status == 201

@@ -181,6 +181,15 @@ def reference(
     return Proc([str(binary)], env, workdir, port)
 
 
+def core(impl: str, workdir: Path, **kw: object) -> Proc:
+    """``ours(...)`` or ``reference(...)`` by name ("ours" / "reference")."""
+    if impl == "ours":
+        return ours(workdir, **kw)  # type: ignore[arg-type]
+    if impl == "reference":
+        return reference(workdir, **kw)  # type: ignore[arg-type]
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
 @contextlib.contextmanager
 def running(proc: Proc, timeout: float = 20.0) -> Iterator[Proc]:
     proc.start(timeout)

@@ -50,8 +50,7 @@ def command(impl: str) -> list[str]:
 def make_proc(
     impl: str, workdir: Path, key: str, extra: Mapping[str, str] | None = None, **kw: object
 ) -> servers.Proc:
-    factory = servers.reference if impl == "reference" else servers.ours
-    return factory(workdir, key=key, extra=dict(extra or {}), **kw)  # type: ignore[arg-type]
+    return servers.core(impl, workdir, key=key, extra=dict(extra or {}), **kw)
 
 
 class Pool:

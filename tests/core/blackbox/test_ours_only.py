@@ -156,8 +156,7 @@ def coap(
 def test_d6_core_coap_port_serves_coap(tmp_path: Path, impl: str) -> None:
     """The §18 floor through ELASTIK_COAP_PORT; the reference run validates the datagrams."""
     udp = servers.free_udp_port()
-    factory = servers.ours if impl == "ours" else servers.reference
-    proc = factory(tmp_path, extra={"ELASTIK_COAP_PORT": str(udp)})
+    proc = servers.core(impl, tmp_path, extra={"ELASTIK_COAP_PORT": str(udp)})
     with servers.running(proc):
         srv = Server(proc.host, proc.port)
         assert srv.put("/home/coap", b"over http", [("Content-Type", "text/plain")]).status == 201
