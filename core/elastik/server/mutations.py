@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import audit, idempotency, memory, worldstore
+from .audit import Event
 from .errors import (
     ElastikError,
     InsufficientStorage,
@@ -44,6 +45,11 @@ IDEMPOTENCY_PRUNE_INTERVAL_S = 60.0
 # Running sha256 states of recently written durable worlds, so an append hashes only its
 # new bytes. 1024 entries (a few hundred bytes each) cover the hot append targets.
 HASH_STATES_MAX = 1024
+# Current rows and tail events of recently written durable worlds, as the writer last
+# committed them: a write to a hot world skips the SELECT of its head and the re-hash of
+# its tail. Valid only while no other connection has changed the database (checked once
+# per batch with PRAGMA data_version). A few hundred bytes each.
+HEADS_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -63,6 +69,10 @@ class Batch:
     replays: int = 0
     op_wrote: bool = False  # the current op has issued a write statement
     drops: set[str] = field(default_factory=set)  # cache entries to forget (state unknown)
+    ops: list[Op] = field(default_factory=list)
+    heads: dict[str, worldstore.Stored | None] = field(default_factory=dict)  # None: deleted
+    heads_checked: bool = False  # data_version compared in this transaction
+    idem_rows: dict[str, tuple[Any, ...]] | None = None  # prefetched idempotency rows
 
 
 @dataclass
@@ -103,16 +113,19 @@ class Mutations:
         self._last_checkpoint = time.monotonic()
         self._last_prune = 0.0
         self._hashes: OrderedDict[str, tuple[int, str, Any]] = OrderedDict()
+        self._heads: OrderedDict[str, worldstore.Stored] = OrderedDict()
+        self._data_version: int | None = None
 
     # -- BatchHandler ----------------------------------------------------------------------
 
-    def begin(self) -> Batch:
+    def begin(self, ops: list[Op]) -> Batch:
         now = time.time()
         return Batch(
             now=now,
             timestamp=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)),
             storage_used=self.storage_used,
             memory_used=self.memory.used,
+            ops=ops,
         )
 
     def apply(self, b: Batch, op: Op) -> None:
@@ -131,7 +144,9 @@ class Mutations:
         idem = op.idempotency
         if idem is not None:
             try:
-                replay = idempotency.lookup(self.conn, idem, b.now, self.cfg.idempotency_window_s)
+                replay = idempotency.replay(
+                    self._idem_row(b, idem.key), idem, b.now, self.cfg.idempotency_window_s
+                )
             except Exception:
                 self.stats.idempotency_conflicts += 1
                 raise
@@ -177,6 +192,15 @@ class Mutations:
         return idempotency_due or b.flushed_checkpoints
 
     def after_commit(self, b: Batch, ops: list[Op]) -> None:
+        heads = self._heads
+        for world, head in b.heads.items():
+            if head is None:
+                heads.pop(world, None)
+            else:
+                heads[world] = head
+                heads.move_to_end(world)
+        while len(heads) > HEADS_MAX:
+            heads.popitem(last=False)
         self.storage_used = b.storage_used
         self.durable_worlds += b.worlds_delta
         for world, state in b.memory.items():
@@ -200,8 +224,34 @@ class Mutations:
 
     # -- durable worlds --------------------------------------------------------------------
 
-    def _head(self, world: str, *, with_body: bool) -> worldstore.Stored | None:
-        return worldstore.load(self.conn, world, with_body=with_body)
+    def _idem_row(self, b: Batch, key: str) -> tuple[Any, ...] | None:
+        """The stored row of an idempotency key: one SELECT for all keys of the batch."""
+        rows = b.idem_rows
+        if rows is None:
+            keys = [op.idempotency.key for op in b.ops if op.idempotency is not None]
+            if len(keys) < 2:
+                return idempotency.fetch_one(self.conn, key)
+            rows = b.idem_rows = idempotency.fetch(self.conn, keys)
+        return rows.get(key)
+
+    def _head(self, b: Batch, world: str) -> tuple[worldstore.Stored | None, bool]:
+        """(current row and tail event without the body, whether the tail is known good).
+
+        Known good: the writer itself committed that tail and nothing else has written the
+        database since (``PRAGMA data_version`` is unchanged), so it needs no re-hash.
+        """
+        if world in b.heads:
+            return b.heads[world], True
+        if not b.heads_checked:
+            b.heads_checked = True
+            version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._heads.clear()  # another connection committed: trust nothing cached
+                self._data_version = version
+        st = self._heads.get(world)
+        if st is not None:
+            return st, True
+        return worldstore.load(self.conn, world, with_body=False), False
 
     def _etag(self, world: str, st: worldstore.Stored) -> str:
         if st.tail is not None:
@@ -212,7 +262,7 @@ class Mutations:
             body = b"" if full is None or full.body is None else full.body
         return "sha256-" + audit.sha256_hex(body)
 
-    def _refuse_broken(self, world: str, st: worldstore.Stored) -> None:
+    def _refuse_broken(self, world: str, st: worldstore.Stored, trusted: bool = False) -> None:
         """500 for writes to a chain known or seen to be broken (see STORAGE-DESIGN.md).
 
         Checked on every write: the tail event must re-hash to its stored HMAC under our
@@ -220,7 +270,7 @@ class Mutations:
         verify saw. Events older than the tail are checked by verify and at startup.
         """
         tail = st.tail
-        if tail is None or tail.recomputed_hmac(self.key) != tail.hmac:
+        if tail is None or (not trusted and tail.recomputed_hmac(self.key) != tail.hmac):
             self.stats.broken_chain_refusals += 1
             log.error("refusing write to %r: stored audit chain fails verification", world)
             raise StorageFailure()
@@ -249,17 +299,20 @@ class Mutations:
                 raise
 
     def _record(self, b: Batch, op: Op, result: WriteResult, change: Change) -> None:
-        if op.idempotency is not None:
+        idem = op.idempotency
+        if idem is not None:
             b.op_wrote = True
-            idempotency.store(self.conn, op.idempotency, result, b.now)
+            idempotency.store(self.conn, idem, result, b.now)
+            if b.idem_rows is not None:  # a later op of this batch with the same key replays
+                b.idem_rows[idem.key] = idempotency.as_row(idem, result, b.now)
         op.result = result
         op.change = change
 
     def _put_durable(self, b: Batch, op: Op) -> None:
         world, body = op.world, op.body
-        st = self._head(world, with_body=False)
+        st, trusted = self._head(b, world)
         if st is not None:
-            self._refuse_broken(world, st)
+            self._refuse_broken(world, st, trusted)
         self._precondition(op, None if st is None else self._etag(world, st))
         self._check_world_size(len(body))
         self._check_storage(b, len(body) - (0 if st is None else st.size))
@@ -280,13 +333,8 @@ class Mutations:
             worldstore.encode_headers(headers),
             0 if st is None else st.pieces,
         )
-        eid = worldstore.insert_event(
-            self.conn,
-            world,
-            b.timestamp,
-            ("put", world, body_sha, len(body), op.content_type, meta, mac, prev),
-            headers,
-        )
+        ev = ("put", world, body_sha, len(body), op.content_type, meta, mac, prev)
+        eid = worldstore.insert_event(self.conn, world, b.timestamp, ev, headers)
         etag = "hmac-" + mac
         self._record(
             b, op, WriteResult(201 if st is None else 200, etag), Change("put", world, etag)
@@ -298,6 +346,9 @@ class Mutations:
         b.drops.discard(world)
         b.cache[world] = World(world, body, op.content_type, headers, etag, True)
         b.checkpoints[world] = (eid, mac)
+        b.heads[world] = worldstore.Stored(
+            None, len(body), op.content_type, headers, Event(eid, *ev), 0, len(body)
+        )
 
     def _append_durable(self, b: Batch, op: Op) -> None:
         """POST: O(appended bytes) in the common case.
@@ -307,10 +358,10 @@ class Mutations:
         into the base body now and then, see worldstore). Otherwise the body is read once.
         """
         world, data = op.world, op.body
-        st = self._head(world, with_body=False)
+        st, trusted = self._head(b, world)
         if st is None:
             raise NotFound()
-        self._refuse_broken(world, st)
+        self._refuse_broken(world, st, trusted)
         self._precondition(op, self._etag(world, st))
         size = st.size + len(data)
         self._check_world_size(size)
@@ -332,20 +383,15 @@ class Mutations:
             self.key, tail.hmac, "append", world, body_sha, size, st.content_type, meta
         )
         b.op_wrote = True
-        if st.fold_due(len(data)):
+        if folded := st.fold_due(len(data)):
             if old is None:
                 full = worldstore.load(self.conn, world, with_body=True)
                 old = b"" if full is None or full.body is None else full.body
             worldstore.fold(self.conn, world, old + data, st.pieces)
         else:
             worldstore.add_piece(self.conn, world, st, data)
-        eid = worldstore.insert_event(
-            self.conn,
-            world,
-            b.timestamp,
-            ("append", world, body_sha, size, st.content_type, meta, mac, tail.hmac),
-            st.headers,
-        )
+        ev = ("append", world, body_sha, size, st.content_type, meta, mac, tail.hmac)
+        eid = worldstore.insert_event(self.conn, world, b.timestamp, ev, st.headers)
         etag = "hmac-" + mac
         self._record(b, op, WriteResult(200, etag), Change("post", world, etag))
         self._remember_hash(world, size, mac, h)
@@ -360,6 +406,10 @@ class Mutations:
             b.cache.pop(world, None)
             b.drops.add(world)
         b.checkpoints[world] = (eid, mac)
+        pieces, base = (0, size) if folded else (st.pieces + 1, st.base_size)
+        b.heads[world] = worldstore.Stored(
+            None, size, st.content_type, st.headers, Event(eid, *ev), pieces, base
+        )
 
     def _remember_hash(self, world: str, size: int, mac: str, h: Any) -> None:
         """Keep the running sha256 of a world's body, keyed by its (size, tail hmac).
@@ -375,7 +425,7 @@ class Mutations:
 
     def _delete_durable(self, b: Batch, op: Op) -> None:
         world = op.world
-        st = self._head(world, with_body=True)
+        st = worldstore.load(self.conn, world, with_body=True)
         if st is None:
             raise NotFound()
         self._precondition(op, self._etag(world, st))
@@ -390,6 +440,7 @@ class Mutations:
         b.drops.discard(world)
         b.cache[world] = None
         b.checkpoints[world] = None
+        b.heads[world] = None
 
     def _append_ledger(self, b: Batch, world: str, body: bytes) -> None:
         """delete_intent then delete_commit on var/log/deletes, creating it empty (§14.6)."""

@@ -62,7 +62,7 @@ class Op:
 
 
 class BatchHandler(Protocol):
-    def begin(self) -> Any: ...
+    def begin(self, ops: list[Op]) -> Any: ...
 
     def apply(self, ctx: Any, op: Op) -> None: ...
 
@@ -188,7 +188,7 @@ class Writer:
         """
         conn = self.conn
         handler = self.handler
-        ctx = handler.begin()
+        ctx = handler.begin(batch)
         in_txn = False
         try:
             for op in batch:
