@@ -111,3 +111,104 @@ async def test_pipelined_requests_wait_for_the_durable_write_ahead_of_them() -> 
     assert statuses == [b"201", b"201", b"200"]
     assert transport.written[2].endswith(b"\r\n\r\nfirst")
     assert not transport.closed
+
+
+def post(path: str, body: bytes, token: str = "w") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def answers(transport: Recorder) -> list[bytes]:
+    """Every answer written so far, split (several may leave in one write)."""
+    out: list[bytes] = []
+    for chunk in transport.written:
+        for part in chunk.split(b"HTTP/1.1 ")[1:]:
+            out.append(b"HTTP/1.1 " + part)
+    return out
+
+
+async def wait_answers(transport: Recorder, n: int) -> list[bytes]:
+    for _ in range(300):
+        if len(answers(transport)) >= n:
+            break
+        await asyncio.sleep(0.01)
+    return answers(transport)
+
+
+async def test_pipelined_durable_writes_run_together_and_answer_in_order() -> None:
+    proto, transport, engine, state = connect()
+    proto.data_received(
+        put("/home/pipe/a", b"1")
+        + post("/home/pipe/a", b"2")
+        + post("/home/pipe/a", b"3", token="wrong")  # refused in its place in the queue
+        + post("/home/pipe/a", b"4")
+        + put("/home/pipe/b", b"x")
+    )
+    # All five were taken at once: the four writes wait on the writer side by side (one
+    # Task each), instead of one by one behind the first.
+    assert len(state.tasks) == 4 and transport.written == []
+    got = await wait_answers(transport, 5)
+    assert [a.split(b" ", 2)[1] for a in got] == [b"201", b"200", b"401", b"200", b"201"]
+    ids = [int(a.split(b"x-request-id: ")[1].split(b"\r\n")[0]) for a in got]
+    assert ids == sorted(ids)  # numbered in arrival order
+    assert len(transport.written) < 5  # answers finished together leave in one write
+    assert engine.read("home/pipe/a").body == b"124"  # applied in arrival order
+    await settle(state)
+    assert not transport.closed
+
+
+async def test_a_read_behind_pipelined_writes_sees_all_of_them() -> None:
+    proto, transport, _engine, state = connect()
+    proto.data_received(
+        put("/home/pipe/r", b"a")
+        + post("/home/pipe/r", b"b")
+        + post("/home/pipe/r", b"c")
+        + b"GET /home/pipe/r HTTP/1.1\r\nHost: x\r\n\r\n"
+        + post("/home/pipe/r", b"d")  # after the read: not visible to it
+    )
+    got = await wait_answers(transport, 5)
+    assert [a.split(b" ", 2)[1] for a in got] == [b"201", b"200", b"200", b"200", b"200"]
+    assert got[3].endswith(b"\r\n\r\nabc")
+    await settle(state)
+
+
+async def test_shutdown_with_pipelined_writes_answers_all_then_closes() -> None:
+    proto, transport, engine, state = connect()
+    proto.data_received(b"".join(put(f"/home/pipe/s{i}", b"v") for i in range(4)))
+    proto.shutdown()
+    assert not transport.closed
+    await settle(state)
+    got = await wait_answers(transport, 4)
+    assert [a.split(b" ", 2)[1] for a in got] == [b"201"] * 4
+    assert [b"connection: close" in a for a in got] == [False, False, False, True]
+    assert transport.closed
+    assert all(engine.read(f"home/pipe/s{i}") is not None for i in range(4))
+
+
+async def test_lost_connection_with_pipelined_writes_keeps_every_write() -> None:
+    proto, transport, engine, state = connect()
+    proto.data_received(b"".join(put(f"/home/pipe/l{i}", b"v") for i in range(4)))
+    transport.closed = True
+    proto.connection_lost(None)
+    await settle(state)
+    assert transport.written == []
+    assert all(engine.read(f"home/pipe/l{i}") is not None for i in range(4))
+
+
+async def test_pipelined_writes_beyond_the_bound_wait_their_turn(monkeypatch) -> None:
+    from elastik.server import serve
+
+    monkeypatch.setattr(serve, "MAX_PIPELINED_WRITES", 2)
+    proto, transport, engine, state = connect()
+    proto.data_received(b"".join(post_or_put(i) for i in range(5)))
+    assert len(state.tasks) == 2  # the rest wait behind, as any pipelined request
+    got = await wait_answers(transport, 5)
+    assert [a.split(b" ", 2)[1] for a in got] == [b"201", b"200", b"200", b"200", b"200"]
+    assert engine.read("home/pipe/m").body == b"01234"
+    await settle(state)
+
+
+def post_or_put(i: int) -> bytes:
+    return put("/home/pipe/m", b"0") if i == 0 else post("/home/pipe/m", str(i).encode())

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from email.utils import formatdate
 from typing import Any
@@ -64,6 +65,14 @@ def _encode_non_ascii(url: bytes) -> bytes:
 # connection closed, so a client cannot make us buffer an endless request line or header
 # block: everything a legal head may hold (above) plus slack for pipelined leftovers.
 MAX_UNFINISHED_HEAD = MAX_REQUEST_TARGET + MAX_HEAD_BYTES + 64 * 1024
+
+# Pipelined durable writes (PUT/POST/DELETE under /home/) on one connection run together:
+# each goes to the writer queue as it arrives (so they are applied in arrival order, as if
+# one by one) and the answers leave in order, joined into one write where they finish
+# together. Up to this many per connection; beyond, reading pauses as for any pipeline.
+MAX_PIPELINED_WRITES = 64
+_QUEUED_METHODS = frozenset((b"PUT", b"POST", b"DELETE"))
+_DURABLE_PREFIX = b"/home/"
 
 # Bodies up to this size are joined with the head into one write (one syscall, one TCP
 # segment for small answers); larger ones are written separately to avoid copying them.
@@ -168,15 +177,19 @@ class _Flag:
 
 
 class _InFlight:
-    """What uvicorn's protocol code reads of a cycle, for a fast-path request that waits."""
+    """What uvicorn's protocol code reads of a cycle, for a fast-path request that waits,
+    plus its place in the connection's queue of answers (``out``: the finished answer)."""
 
-    __slots__ = ("disconnected", "keep_alive", "response_complete")
+    __slots__ = ("close", "disconnected", "keep_alive", "out", "queued", "response_complete")
     message_event = _Flag()
 
-    def __init__(self) -> None:
+    def __init__(self, queued: bool) -> None:
         self.response_complete = False
         self.disconnected = False
         self.keep_alive = True
+        self.queued = queued  # a durable write: later durable writes may run beside it
+        self.out: bytes | None = None
+        self.close = False
 
 
 class ElastikHttpProtocol(HttpToolsProtocol):
@@ -196,6 +209,10 @@ class ElastikHttpProtocol(HttpToolsProtocol):
     _fast_body: list[bytes]
     _respond_now: Callable[..., Any] | None = None
     _chunk_len = 0
+    # Fast-path requests not yet answered, in arrival order (see MAX_PIPELINED_WRITES).
+    _flights: deque[_InFlight] | None = None
+    _queued_req = False  # the current request is a durable write (may join the flights)
+    _flush_scheduled = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -261,7 +278,17 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        if self._flights:
+            for flight in self._flights:
+                flight.disconnected = True
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        flights = self._flights
+        if flights and self.cycle is flights[-1]:
+            flights[-1].keep_alive = False  # the last answer closes the connection
+            return
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         # Fix-ups for a request line that starts this chunk (the common, unpipelined case):
@@ -339,11 +366,29 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         if bare:
             self.url = b"/"
             self.scope["extensions"] = {"elastik.bare": {"status": bare}}
-        elif (
+            return self._open_cycle()
+        self._queued_req = queued = parser.get_method() in _QUEUED_METHODS and self.url.startswith(
+            _DURABLE_PREFIX
+        )
+        cycle = self.cycle
+        flights = self._flights
+        if (
             self._respond_now is not None
             and self._real_method is None
             and not self.expect_100_continue
-            and (self.cycle is None or self.cycle.response_complete)
+            and (
+                cycle is None
+                or cycle.response_complete
+                # a durable write behind durable writes still in flight: join them
+                or (
+                    queued
+                    and flights
+                    and cycle is flights[-1]
+                    and flights[-1].queued
+                    and flights[-1].keep_alive  # not after a shutdown began
+                    and len(flights) < MAX_PIPELINED_WRITES
+                )
+            )
             and not self.pipeline
             and not self.flow.write_paused
             and parser.should_keep_alive()
@@ -388,7 +433,17 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         raw = httptools.parse_url(self.url).path
         assert self._respond_now is not None
         answer = self._respond_now(method, raw, self.headers, body)
-        if answer is None:
+        if self._flights:  # joins durable writes still in flight: answers go in order
+            if answer is None:  # cannot happen for a durable write; never answer twice
+                logger.error("pipelined write needs the ASGI path; closing the connection")
+                self.transport.close()
+                return
+            flight = self._add_flight()
+            if type(answer) is Response:
+                self._complete(flight, method, answer)
+            else:
+                self._run_request(self._answer_when_ready(flight, method, answer))
+        elif answer is None:
             self._fast_body = [body]
             self._to_cycle(complete=True)
         elif type(answer) is Response:
@@ -396,13 +451,20 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         else:
             self._await_answer(method, answer)
 
+    def _add_flight(self) -> _InFlight:
+        flight = _InFlight(self._queued_req)
+        if self._flights is None:
+            self._flights = deque()
+        self._flights.append(flight)
+        self.cycle = flight  # type: ignore[assignment]
+        return flight
+
     def _await_answer(self, method: str, answer: Coroutine[Any, Any, Response]) -> None:
         """A fast-path request that has to wait (a durable write): run it eagerly, and if it
         suspends, finish it from a Task. Until then ``_InFlight`` stands in for uvicorn's
-        cycle, so pipelined requests queue behind it, a lost connection or a shutdown is
-        noted, and the drain waits for the Task."""
-        flight = _InFlight()
-        self.cycle = flight  # type: ignore[assignment]
+        cycle, so pipelined requests queue behind it (durable writes join it instead), a
+        lost connection or a shutdown is noted, and the drain waits for the Task."""
+        flight = self._add_flight()
         self._run_request(self._answer_when_ready(flight, method, answer))
 
     async def _answer_when_ready(
@@ -421,9 +483,63 @@ class ElastikHttpProtocol(HttpToolsProtocol):
 
     def _complete(self, flight: _InFlight, method: str, resp: Response) -> None:
         flight.response_complete = True
-        if flight.disconnected or self.transport.is_closing():
+        flights = self._flights
+        if flight.disconnected or self.transport.is_closing() or not flights:
+            if flights:
+                flights.clear()
             return
-        self._write_answer(method, resp, not flight.keep_alive)
+        if len(flights) == 1:  # alone (the common case): answer now
+            flights.clear()
+            self._write_answer(method, resp, not flight.keep_alive)
+            return
+        flight.out, flight.close = self._answer_bytes(method, resp, not flight.keep_alive)
+        if flight is flights[0] and not self._flush_scheduled:
+            # The writes of one commit finish one after the other in this turn of the loop:
+            # answer them together once they all have.
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_answers)
+
+    def _flush_answers(self) -> None:
+        """Write the finished answers at the head of the queue, in order, in one write."""
+        self._flush_scheduled = False
+        flights = self._flights
+        if not flights or self.transport.is_closing():
+            return
+        out: list[bytes] = []
+        close = False
+        while flights and flights[0].out is not None:
+            flight = flights.popleft()
+            out.append(flight.out)  # type: ignore[arg-type]
+            self.server_state.total_requests += 1
+            if flight.close:
+                close = True
+                break
+        if not out:
+            return
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if close:
+            flights.clear()
+            self.transport.close()
+            return
+        self.server_state.total_requests -= 1  # on_response_complete counts the last one
+        if flights:
+            self._last_active = self.loop.time()
+        else:
+            self.on_response_complete()  # starts a pipelined request or idles
+
+    def _answer_bytes(self, method: str, resp: Response, close: bool) -> tuple[bytes, bool]:
+        parts: list[bytes | memoryview] = [STATUS_LINE[resp.status]]
+        own = False
+        for name, value in resp.headers:
+            if name == b"connection":
+                own = True
+            parts += (name, b": ", value, b"\r\n")
+        if close and not own:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if method != "HEAD" and resp.body:
+            parts.append(resp.body)
+        return b"".join(parts), close or own
 
     def _write_answer(self, method: str, resp: Response, close: bool) -> None:
         parts: list[bytes | memoryview] = [STATUS_LINE[resp.status]]
