@@ -70,6 +70,9 @@ class RawServer:
                 await reader.readexactly(length)
                 self.requests += 1
                 served += 1
+                if self.mode == "cut-first-pipeline" and self.connections == 1 and served == 2:
+                    writer.close()  # the first connection dies with a pipeline queued on it
+                    return
                 if self.mode == "drop-second" and served == 2:
                     writer.close()  # closed while idle, just as the request arrived
                     return
@@ -158,3 +161,70 @@ async def test_garbage_answer_is_unavailable(raw):
     with pytest.raises(UpstreamUnavailable):
         await c.send(Request("GET", "/home/x"))
     await c.close()
+
+
+async def test_safe_requests_share_connections_and_each_gets_its_own_answer(our_core, monkeypatch):
+    from gateway import core_client
+
+    opened = []
+    real = core_client._Conn.connection_made
+
+    def counting(self, transport):
+        opened.append(self)
+        real(self, transport)
+
+    monkeypatch.setattr(core_client._Conn, "connection_made", counting)
+    c = CoreClient(our_core.url)
+    auth = {"authorization": "Bearer w"}
+    try:
+        await c.send(Request("GET", "/home/pp/warm"))  # one pooled connection to start with
+        n = 48
+        puts = await asyncio.gather(
+            *(
+                c.send(
+                    Request(
+                        "PUT", f"/home/pp/{i}", b"v%d" % i, {**auth, "idempotency-key": f"k{i}"}
+                    )
+                )
+                for i in range(n)
+            )
+        )
+        assert [r.status for r in puts] == [201] * n
+        gets = await asyncio.gather(*(c.send(Request("GET", f"/home/pp/{i}")) for i in range(n)))
+        assert [r.body for r in gets] == [b"v%d" % i for i in range(n)]
+        assert [r.headers["etag"] for r in gets] == [r.headers["etag"] for r in puts]
+        # Pipelined: far fewer connections than requests in flight at once.
+        assert 1 <= len(opened) <= n // 4
+    finally:
+        await c.close()
+
+
+async def test_writes_without_a_key_never_share_a_connection(raw):
+    rs, url = await raw("ok")
+    c = CoreClient(url)
+    try:
+        results = await asyncio.gather(
+            *(c.send(Request("POST", f"/home/x{i}", b"+")) for i in range(6))
+        )
+        assert [r.status for r in results] == [200] * 6
+        assert rs.connections == 6  # each alone: none may be resent if its connection died
+    finally:
+        await c.close()
+
+
+async def test_pipeline_cut_by_the_core_resends_what_was_not_answered(raw):
+    rs, url = await raw("cut-first-pipeline")
+    c = CoreClient(url)
+    try:
+        await c.send(Request("GET", "/home/first"))  # connection 1, answered
+        reqs = [Request("GET", f"/home/r{i}") for i in range(5)]
+        reqs += [
+            Request("PUT", f"/home/w{i}", b"v", {"idempotency-key": f"k{i}"}) for i in range(5)
+        ]
+        results = await asyncio.gather(*(c.send(r) for r in reqs))
+        # All ten went out on connection 1, which died after reading one more request:
+        # every one of them is resent on a new connection and answered.
+        assert [r.body for r in results] == [b"ok"] * 10
+        assert rs.connections >= 2
+    finally:
+        await c.close()
