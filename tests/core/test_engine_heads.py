@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from elastik.server import worldstore
+from elastik.server import verifytool, worldstore
 from elastik.server.engine import Engine
 from elastik.server.errors import IdempotencyConflict, NotFound, StorageFailure
 from elastik.server.model import EngineConfig, Idempotency
@@ -54,6 +54,12 @@ async def test_cached_heads_equal_the_stored_rows_after_random_writes(tmp_path: 
         for w in worlds:  # and every chain the cache helped to extend verifies
             if e.read(w) is not None:
                 assert (await e.verify(w)).outcome == "valid", w
+    # Every chain on disk, the delete ledger included.
+    rows = verifytool.verify_data(data, KEY)
+    assert rows and all(r.ok for r in rows)
+    with sqlite3.connect(data / "elastik.db") as c:
+        ids = [r[0] for r in c.execute("SELECT id FROM events ORDER BY rowid")]
+    assert ids == sorted(set(ids))
 
 
 async def test_change_behind_the_writers_back_drops_the_cache(tmp_path: Path):
