@@ -212,3 +212,24 @@ async def test_pipelined_writes_beyond_the_bound_wait_their_turn(monkeypatch) ->
 
 def post_or_put(i: int) -> bytes:
     return put("/home/pipe/m", b"0") if i == 0 else post("/home/pipe/m", str(i).encode())
+
+
+async def test_durable_writes_in_every_durable_namespace_join_the_queue() -> None:
+    proto, transport, engine, state = connect()
+    approve = (
+        b"PUT /etc/pipe/conf HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\n"
+        b"Content-Length: 1\r\n\r\nc"
+    )
+    proto.data_received(
+        put("/home/pipe/n", b"1")
+        + approve
+        + put("/var/log/deletes", b"x")  # the ledger: refused in its place
+        + put("/usr/pipe/u", b"no approve token")  # 401 as well
+        + post("/home/pipe/n", b"2")
+    )
+    assert len(state.tasks) == 3  # the three writes wait side by side
+    got = await wait_answers(transport, 5)
+    assert [a.split(b" ", 2)[1] for a in got] == [b"201", b"201", b"401", b"401", b"200"]
+    assert engine.read("etc/pipe/conf").body == b"c"
+    assert engine.read("home/pipe/n").body == b"12"
+    await settle(state)

@@ -66,13 +66,16 @@ def _encode_non_ascii(url: bytes) -> bytes:
 # block: everything a legal head may hold (above) plus slack for pipelined leftovers.
 MAX_UNFINISHED_HEAD = MAX_REQUEST_TARGET + MAX_HEAD_BYTES + 64 * 1024
 
-# Pipelined durable writes (PUT/POST/DELETE under /home/) on one connection run together:
+# Pipelined durable writes (PUT/POST/DELETE outside the memory namespaces) on one
+# connection run together:
 # each goes to the writer queue as it arrives (so they are applied in arrival order, as if
 # one by one) and the answers leave in order, joined into one write where they finish
 # together. Up to this many per connection; beyond, reading pauses as for any pipeline.
 MAX_PIPELINED_WRITES = 64
 _QUEUED_METHODS = frozenset((b"PUT", b"POST", b"DELETE"))
-_DURABLE_PREFIX = b"/home/"
+# The durable namespaces (paths.NAMESPACES minus memory ones and /proc), as raw targets: a
+# target spelled otherwise (percent-encoded) is simply not joined.
+_DURABLE_PREFIXES = (b"/home/", b"/etc/", b"/lib/", b"/boot/", b"/usr/", b"/var/")
 
 # Bodies up to this size are joined with the head into one write (one syscall, one TCP
 # segment for small answers); larger ones are written separately to avoid copying them.
@@ -368,7 +371,7 @@ class ElastikHttpProtocol(HttpToolsProtocol):
             self.scope["extensions"] = {"elastik.bare": {"status": bare}}
             return self._open_cycle()
         self._queued_req = queued = parser.get_method() in _QUEUED_METHODS and self.url.startswith(
-            _DURABLE_PREFIX
+            _DURABLE_PREFIXES
         )
         cycle = self.cycle
         flights = self._flights
