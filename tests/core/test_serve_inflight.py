@@ -157,6 +157,7 @@ async def test_pipelined_durable_writes_run_together_and_answer_in_order() -> No
     assert engine.read("home/pipe/a").body == b"124"  # applied in arrival order
     await settle(state)
     assert not transport.closed
+    assert state.total_requests == 5
 
 
 async def test_a_read_behind_pipelined_writes_sees_all_of_them() -> None:

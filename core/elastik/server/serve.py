@@ -524,10 +524,10 @@ class ElastikHttpProtocol(HttpToolsProtocol):
             flights.clear()
             self.transport.close()
             return
-        self.server_state.total_requests -= 1  # on_response_complete counts the last one
         if flights:
             self._last_active = self.loop.time()
         else:
+            self.server_state.total_requests -= 1  # on_response_complete counts the last
             self.on_response_complete()  # starts a pipelined request or idles
 
     def _answer_bytes(self, method: str, resp: Response, close: bool) -> tuple[bytes, bool]:
