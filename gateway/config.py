@@ -47,8 +47,9 @@ class GatewayConfig:
     state_dir: str = "./gateway-state"
     # Seconds one HTTP request to the core may take before the device gets 5.03.
     request_timeout: float = 10.0
-    # Keep-alive connections to the core: one per outstanding request at 64 in flight, so
-    # the core's group commit sees every waiting write at once; more only adds sockets.
+    # Requests in flight to the core at once (and idle keep-alive connections kept): 64 lets
+    # the core's group commit see every waiting write at once. Requests safe to resend share
+    # connections (pipelined), so fewer sockets than this are open.
     core_connections: int = 64
     # Concurrent CoAP requests being forwarded; the next one gets 5.03 "too many coap
     # requests". 1024 covers 64 devices x 16 outstanding with room to spare.
