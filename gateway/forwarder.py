@@ -86,7 +86,9 @@ def retryable(status: int) -> bool:
 
 
 def _new_key() -> str:
-    return f"gw-{uuid.uuid4().hex}"
+    # Time first, so keys sort in the order they are made (the core's key index then grows
+    # at its end: gateway/coap/idemkeys.py), then 96 random bits.
+    return f"gw-{time.time_ns() // 1_000_000:011x}-{uuid.uuid4().hex[:24]}"
 
 
 @dataclass

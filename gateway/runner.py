@@ -26,6 +26,8 @@ import aiohttp
 from elastik.runtime import tune_gc
 
 from .auth import Authorizer
+from .coap.idemkeys import ExchangeKeys
+from .coap.journal import ExchangeJournal
 from .coap.server import CoapSite
 from .coap.transport import create_context
 from .config import GatewayConfig
@@ -187,6 +189,7 @@ class Gateway:
         self.upstream: Upstream | None = None
         self.hub: ObserveHub | None = None
         self.site: CoapSite | None = None
+        self.journal: ExchangeJournal | None = None
         self.context: Any = None
         self.port = 0
         self.core_url = cfg.core_url
@@ -220,6 +223,11 @@ class Gateway:
             self.counters.source("outbox", stats)
         self.hub = ObserveHub(self.core, self.counters)
         flow = RequestFlow(self.upstream, Authorizer(cfg), self.counters)
+        # First sightings of CoAP exchanges, so a restart keeps their Idempotency-Keys.
+        self.journal = journal = ExchangeJournal(self.state_dir)
+        keys = ExchangeKeys(on_new=journal.record)
+        keys.restore(journal.load(), time.time())
+        self.counters.gauge("exchange_journal_errors", lambda: journal.errors)
         self.site = CoapSite(
             flow,
             self.hub,
@@ -229,6 +237,7 @@ class Gateway:
             max_block1_bytes=cfg.max_block1_bytes,
             max_block_transfers=cfg.max_block_transfers,
             retry_after=cfg.retry_after,
+            exchange_keys=keys,
         )
         try:
             self.context, _mman, self.port = await create_context(
@@ -251,6 +260,8 @@ class Gateway:
             self.context = None
         if self.hub is not None:
             await self.hub.close()
+        if self.journal is not None:
+            self.journal.close()
         await self._close_upstream()
 
     async def _close_upstream(self) -> None:

@@ -93,6 +93,7 @@ class CoapSite:
         max_block1_bytes: int = 1 << 20,
         max_block_transfers: int = 64,
         retry_after: int = 5,
+        exchange_keys: ExchangeKeys | None = None,
     ) -> None:
         self.flow = flow
         self.hub = hub
@@ -106,7 +107,7 @@ class CoapSite:
         self.block1 = Block1Spool(max_block_transfers, max_block1_bytes)
         self.block2 = Block2Cache(max_block_transfers)
         self._obs_seq = 0
-        self.exchange_keys = ExchangeKeys()
+        self.exchange_keys = exchange_keys if exchange_keys is not None else ExchangeKeys()
         self._idle = asyncio.Event()
         self._idle.set()
         counters.gauge("in_flight", lambda: self.in_flight)
