@@ -22,7 +22,7 @@ def send(port: int, datagram: bytes, sock: socket.socket) -> bytes:
 
 def call(url: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
     try:
         conn.request(method, path, body, {"authorization": "Bearer w"})
         resp = conn.getresponse()
