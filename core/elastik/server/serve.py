@@ -436,23 +436,19 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         raw = httptools.parse_url(self.url).path
         assert self._respond_now is not None
         answer = self._respond_now(method, raw, self.headers, body)
-        if self._flights:  # joins durable writes still in flight: answers go in order
-            if answer is None:  # cannot happen for a durable write; never answer twice
+        if answer is None:
+            if self._flights:  # cannot happen for a durable write; never answer out of turn
                 logger.error("pipelined write needs the ASGI path; closing the connection")
                 self.transport.close()
                 return
-            flight = self._add_flight()
-            if type(answer) is Response:
-                self._complete(flight, method, answer)
-            else:
-                self._run_request(self._answer_when_ready(flight, method, answer))
-        elif answer is None:
             self._fast_body = [body]
             self._to_cycle(complete=True)
-        elif type(answer) is Response:
-            self._write_answer(method, answer, False)
-        else:
+        elif type(answer) is not Response:
             self._await_answer(method, answer)
+        elif self._flights:  # behind durable writes still in flight: answered in its turn
+            self._complete(self._add_flight(), method, answer)
+        else:
+            self._write_answer(method, answer, False)
 
     def _add_flight(self) -> _InFlight:
         flight = _InFlight(self._queued_req)
@@ -530,7 +526,10 @@ class ElastikHttpProtocol(HttpToolsProtocol):
             self.server_state.total_requests -= 1  # on_response_complete counts the last
             self.on_response_complete()  # starts a pipelined request or idles
 
-    def _answer_bytes(self, method: str, resp: Response, close: bool) -> tuple[bytes, bool]:
+    @staticmethod
+    def _answer_head(resp: Response, close: bool) -> tuple[list[bytes | memoryview], bool]:
+        """Status line and headers of an answer, and whether the connection closes after it
+        (asked by ``close``, or the app's own "connection: close" on bare refusals)."""
         parts: list[bytes | memoryview] = [STATUS_LINE[resp.status]]
         own = False
         for name, value in resp.headers:
@@ -540,20 +539,16 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         if close and not own:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
+        return parts, close or own
+
+    def _answer_bytes(self, method: str, resp: Response, close: bool) -> tuple[bytes, bool]:
+        parts, closes = self._answer_head(resp, close)
         if method != "HEAD" and resp.body:
             parts.append(resp.body)
-        return b"".join(parts), close or own
+        return b"".join(parts), closes
 
     def _write_answer(self, method: str, resp: Response, close: bool) -> None:
-        parts: list[bytes | memoryview] = [STATUS_LINE[resp.status]]
-        own = False  # the app's own "connection: close" (bare refusals)
-        for name, value in resp.headers:
-            if name == b"connection":
-                own = True
-            parts += (name, b": ", value, b"\r\n")
-        if close and not own:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
+        parts, closes = self._answer_head(resp, close)
         out = resp.body
         if method == "HEAD" or not out:
             self.transport.write(b"".join(parts))
@@ -563,7 +558,7 @@ class ElastikHttpProtocol(HttpToolsProtocol):
         else:
             self.transport.write(b"".join(parts))
             self.transport.write(out)
-        if close or own:
+        if closes:
             self.transport.close()
         self.on_response_complete()  # counts it; starts a pipelined request or idles
 
