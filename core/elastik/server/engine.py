@@ -356,35 +356,21 @@ class Engine:
     ) -> WriteResult | None:
         """A PUT (``kind="put"``) or POST (``"append"``) applied synchronously, or ``None``.
 
-        Only plain memory writes qualify (see ``_memory_now``); for anything else nothing
-        happens and the caller uses ``put``/``append``.
+        Only plain memory writes qualify, and only while no memory write is queued at the
+        writer (see memory.py); for anything else nothing happens and the caller uses
+        ``put``/``append``. Nothing durable is involved, so there is no reason to hop to the
+        writer thread and wait for its fsync (under load that hop alone costs milliseconds of
+        GIL handover): the write is applied right here on the event loop thread.
         """
         if self._writer_memory_ops or not is_memory(world):
             return None
-        return self._memory_now(kind, world, body, content_type, headers, precondition)
-
-    def _memory_now(
-        self,
-        kind: str,
-        world: str,
-        data: bytes,
-        content_type: str,
-        headers: tuple[tuple[str, str], ...],
-        precondition: Precondition | None,
-    ) -> WriteResult:
-        """A plain memory PUT/POST, applied right here on the event loop thread.
-
-        Nothing durable is involved, so there is no reason to hop to the writer thread and
-        wait for its fsync (under load that hop alone costs milliseconds of GIL handover).
-        Only used while no memory write is queued at the writer (see memory.py).
-        """
         if self._closed:
             raise StorageFailure()
         mem, cfg, stats = self.memory, self.cfg, self._mut_stats()
         with mem.lock:
             try:
                 plan = memory.plan_write(
-                    kind, world, mem.get(world), bytes(data), content_type, tuple(headers),
+                    kind, world, mem.get(world), bytes(body), content_type, tuple(headers),
                     precondition, mem.used, cfg.max_world_bytes, cfg.max_memory_bytes,
                 )  # fmt: skip
             except PreconditionFailed:
