@@ -28,9 +28,9 @@ import contextlib
 import heapq
 import logging
 import random
+import secrets
 import sys
 import time
-import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -88,7 +88,7 @@ def retryable(status: int) -> bool:
 def _new_key() -> str:
     # Time first, so keys sort in the order they are made (the core's key index then grows
     # at its end: gateway/coap/idemkeys.py), then 96 random bits.
-    return f"gw-{time.time_ns() // 1_000_000:011x}-{uuid.uuid4().hex[:24]}"
+    return f"gw-{time.time_ns() // 1_000_000:011x}-{secrets.token_hex(12)}"
 
 
 @dataclass

@@ -138,3 +138,15 @@ def test_an_unwritable_journal_is_counted_and_keys_still_work(tmp_path: Path) ->
     assert keys.key(*EP, 1, b"", 101.0) == k
     assert journal.errors >= 1
     assert journal.load() == []
+
+
+def test_outbox_keys_sort_by_time_and_do_not_repeat() -> None:
+    import time
+
+    from gateway.forwarder import _new_key
+
+    first = _new_key()
+    time.sleep(0.002)
+    later = [_new_key() for _ in range(1000)]
+    assert all(first < k for k in later)
+    assert len(set(later)) == 1000
