@@ -42,3 +42,37 @@ def test_demo_rejects_bad_arguments() -> None:
     assert res.returncode == 2
     assert "--duration" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.xdist_group("demo")
+def test_ctrl_c_stops_the_demo_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group: the core, gateway and sensors
+    get SIGINT at the same moment as the demo itself."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.demo", "--state-dir", str(tmp_path)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    try:
+        for line in proc.stderr:  # until the first report with sensor worlds in it
+            lines.append(line)
+            if line.strip().startswith("home/sensors/") or time.monotonic() > deadline:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert "sensor worlds stored" in out

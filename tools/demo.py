@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         started = time.monotonic()
         next_report = started + 3
+        worlds: list[str] = []  # the store's worlds at the last report
         while not stopping:
             if args.duration and time.monotonic() - started >= args.duration:
                 break
@@ -155,15 +156,19 @@ def main(argv: list[str] | None = None) -> int:
                 next_report += 5
                 try:
                     _, du = _get(http_port, "/proc/du")
-                    lines = du.decode().splitlines()
-                    print(f"demo: {len(lines)} worlds in the store", file=sys.stderr)
-                    for line in lines[:6]:
+                    worlds = du.decode().splitlines()
+                    print(f"demo: {len(worlds)} worlds in the store", file=sys.stderr)
+                    for line in worlds[:6]:
                         print("   ", line.replace("\t", "  "), file=sys.stderr)
                 except OSError as exc:
                     print(f"demo: core not answering: {exc}", file=sys.stderr)
             time.sleep(0.2)
-        _, du = _get(http_port, "/proc/du")
-        readings = [ln for ln in du.decode().splitlines() if ln.startswith("home/sensors/")]
+        try:
+            _, du = _get(http_port, "/proc/du")
+            worlds = du.decode().splitlines()
+        except OSError:
+            pass  # Ctrl-C reached the core as well (one process group): the last report
+        readings = [ln for ln in worlds if ln.startswith("home/sensors/")]
         print(f"demo: stopping; {len(readings)} sensor worlds stored", file=sys.stderr)
         return 0 if readings else 1
     finally:
